@@ -1,0 +1,1 @@
+"""The ``affectcache`` command line: a thin Typer shell over library calls."""

@@ -1,0 +1,44 @@
+"""Extractors: media decoding, the extractor contract, the registry and the built-in extractors.
+
+Importing this package registers the built-ins; it never imports torch or transformers (models load
+lazily on the worker), so the CLI stays fast.
+"""
+
+from __future__ import annotations
+
+from affectcache.extractors import mfcc as _builtin_mfcc  # noqa: F401  (registers "mfcc")
+from affectcache.extractors.base import NO_UPSTREAM, Extractor, Upstream
+from affectcache.extractors.config import ExtractorConfig, runtime_only
+from affectcache.extractors.errors import (
+    BadMediaError,
+    ConfigError,
+    ExtractorError,
+    UnknownExtractorError,
+)
+from affectcache.extractors.records import MODALITY_KINDS, FeatureArray, MediaItem, ModalityKind
+from affectcache.extractors.registry import (
+    available_extractors,
+    get_extractor_cls,
+    register_extractor,
+    unregister_extractor,
+)
+
+__all__ = [
+    "MODALITY_KINDS",
+    "NO_UPSTREAM",
+    "BadMediaError",
+    "ConfigError",
+    "Extractor",
+    "ExtractorConfig",
+    "ExtractorError",
+    "FeatureArray",
+    "MediaItem",
+    "ModalityKind",
+    "UnknownExtractorError",
+    "Upstream",
+    "available_extractors",
+    "get_extractor_cls",
+    "register_extractor",
+    "runtime_only",
+    "unregister_extractor",
+]

@@ -1,0 +1,1 @@
+"""Feature store (Zarr v3), manifests, and the build runner."""

@@ -1,0 +1,337 @@
+"""The build runner: one modality × a manifest → a feature store, on any executor.
+
+``build`` runs on the driver: it validates the config, takes the modality's lock, creates (or checks) the
+modality group and its provenance, plans the items that are missing, incomplete or whose source changed,
+and submits per-chunk-of-videos tasks. Each task runs on a worker, where the extractor is created once per
+process (weights load once, lazily) and writes its own per-video entries; the driver records per-item
+failures. Only :class:`BadMediaError` is a per-item failure (the batch is retried item by item to isolate
+it); any other exception stops the run, and everything already written stays.
+
+Because an entry only counts once its ``complete`` marker is written, a run killed at any point (even
+``kill -9``) resumes by running the same command again, and ends equal to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from affectcache.extractors.config import ExtractorConfig
+from affectcache.extractors.errors import BadMediaError, ConfigError
+from affectcache.extractors.provenance import utc_now
+from affectcache.extractors.registry import get_extractor_cls
+from affectcache.store.errors import FeatureNotFoundError, StoreError
+from affectcache.store.executors import (
+    InProcessExecutor,
+    SupportsSubmit,
+    as_completed,
+    cancel_all,
+    default_worker_count,
+    local_dask_client,
+    submit_task,
+)
+from affectcache.store.ids import validate_video_id
+from affectcache.store.lock import ModalityLock
+from affectcache.store.zarr_store import EntryState, FeatureStore
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping, Sequence
+    from pathlib import Path
+
+    from affectcache.extractors.base import Extractor, Upstream
+    from affectcache.extractors.records import MediaItem
+    from affectcache.store.manifest import Manifest
+
+logger = logging.getLogger(__name__)
+
+MISSING_UPSTREAM = "MissingUpstreamError"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ItemFailure:
+    """One item that could not be built, as recorded in the store."""
+
+    video_id: str
+    """The item."""
+    error: str
+    """Error class name (``BadMediaError``, or ``MissingUpstreamError`` for an unbuilt dependency)."""
+    message: str
+    """What went wrong and, where known, the remedy."""
+    time: str = field(default_factory=utc_now)
+    """When it failed (UTC)."""
+
+    def record(self) -> dict[str, str]:
+        """The JSON record kept in the store."""
+        return {"error": self.error, "message": self.message, "time": self.time}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskResult:
+    """What one worker task did."""
+
+    written: tuple[str, ...]
+    """Ids written (complete)."""
+    failed: tuple[ItemFailure, ...]
+    """Items that failed as bad media."""
+    seconds: float
+    """Wall time of the task on its worker."""
+
+
+@dataclass(kw_only=True)
+class BuildReport:
+    """Outcome of one ``build`` call."""
+
+    modality: str
+    """The modality built."""
+    store: str
+    """Store URL."""
+    fingerprint: str
+    """Config fingerprint of the modality."""
+    planned: int = 0
+    """Items that needed work."""
+    written: list[str] = field(default_factory=list)
+    """Ids written by this run."""
+    skipped: list[str] = field(default_factory=list)
+    """Ids already complete and unchanged (nothing to do)."""
+    failed: list[ItemFailure] = field(default_factory=list)
+    """Per-item failures (bad media, missing upstream)."""
+    seconds: float = 0.0
+    """Wall time of the run."""
+
+    @property
+    def ok(self) -> bool:
+        """True when no item failed."""
+        return not self.failed
+
+    def summary(self) -> str:
+        """One line for logs and the CLI."""
+        return (f"{self.modality}: {len(self.written)} written, {len(self.skipped)} already complete, "
+                f"{len(self.failed)} failed in {self.seconds:.1f} s -> {self.store}")
+
+
+def make_extractor(name: str, config: ExtractorConfig | Mapping[str, Any] | None = None) -> Extractor[Any]:
+    """An extractor by registry name, with a config object or plain data (validated strictly)."""
+    cls = get_extractor_cls(name)
+    if config is None or isinstance(config, ExtractorConfig):
+        return cls(config)
+    return cls(cls.config_type.from_dict(config))
+
+
+def build(
+    modality: str,
+    items: Manifest | Sequence[MediaItem],
+    store: FeatureStore | str | Path,
+    *,
+    config: ExtractorConfig | Mapping[str, Any] | None = None,
+    executor: SupportsSubmit | None = None,
+    workers: int | None = None,
+    overwrite: bool = False,
+    only: Sequence[str] | None = None,
+    redo: Sequence[str] = (),
+    videos_per_task: int | None = None,
+    progress: bool = False,
+) -> BuildReport:
+    """Build (or complete) one modality of ``store`` for the items of a manifest.
+
+    Args:
+        modality: Registered extractor name; also the store group name.
+        items: The manifest (or its items).
+        store: Store object or URL.
+        config: Extractor config (object or plain data); None = defaults.
+        executor: Anything with ``submit``; None = a local Dask cluster of ``workers`` processes
+            (``workers=0`` runs in this process).
+        workers: Local worker processes when ``executor`` is None; default one per core.
+        overwrite: Delete the modality first (needed when config, version or model changed).
+        only: Restrict the run to these video ids.
+        redo: Rebuild these ids even if complete.
+        videos_per_task: Items per task (default: enough tasks to keep every worker busy).
+        progress: Show a progress bar on stderr.
+
+    Returns:
+        What was written, skipped and failed.
+
+    Raises:
+        ProvenanceMismatchError: The modality exists with another identity and ``overwrite`` is false.
+        LockHeldError: Another builder holds this modality.
+    """
+    started = time.perf_counter()
+    fs = store if isinstance(store, FeatureStore) else FeatureStore(store)
+    extractor = make_extractor(modality, config)
+    todo_items = _select(list(items), only)
+    with ModalityLock(fs, modality):
+        upstream_fps = _upstream_fingerprints(fs, extractor)
+        provenance = extractor.provenance(upstream_fps)
+        fs.init_modality(modality, provenance, overwrite=overwrite)
+        report = BuildReport(modality=modality, store=fs.url, fingerprint=provenance["config_fingerprint"])
+        states = fs.entry_states(modality)
+        redo_ids = {validate_video_id(v) for v in redo}
+        plan: list[MediaItem] = []
+        for item in todo_items:
+            if item.video_id not in redo_ids and _is_current(states.get(item.video_id), item):
+                report.skipped.append(item.video_id)
+            else:
+                plan.append(item)
+        plan, missing = _check_upstream(fs, extractor, plan)
+        report.failed.extend(missing)
+        if missing:
+            fs.record_failures(modality, {f.video_id: f.record() for f in missing})
+        report.planned = len(plan)
+        logger.info("%s: %d to build, %d already complete", modality, len(plan), len(report.skipped))
+        if plan:
+            with _executor(executor, workers, len(plan)) as (ex, n_workers):
+                per_task = videos_per_task or max(1, min(8, math.ceil(len(plan) / (4 * n_workers))))
+                _run(fs, extractor, plan, ex, per_task, report, progress)
+    report.seconds = time.perf_counter() - started
+    logger.info(report.summary())
+    return report
+
+
+def _select(items: list[MediaItem], only: Sequence[str] | None) -> list[MediaItem]:
+    for item in items:
+        validate_video_id(item.video_id)  # before anything is written
+    if only is None:
+        return items
+    wanted = {validate_video_id(v) for v in only}
+    unknown = sorted(wanted - {it.video_id for it in items})
+    if unknown:
+        raise StoreError(f"--only names ids that are not in the manifest: {unknown}")
+    return [it for it in items if it.video_id in wanted]
+
+
+def _is_current(state: EntryState | None, item: MediaItem) -> bool:
+    """Complete, and the source file and clip bounds are the ones it was built from."""
+    if state is None or not state.complete:
+        return False
+    old = dict(state.source or {})
+    new = item.source_info()
+    if new.get("size") is None:  # media gone: keep what was built from it
+        return True
+    return all(old.get(k) == new.get(k) for k in ("size", "mtime", "start_s", "end_s"))
+
+
+def _upstream_fingerprints(fs: FeatureStore, extractor: Extractor[Any]) -> dict[str, str]:
+    fingerprints = {}
+    for name in extractor.requires:
+        if not fs.has_modality(name):
+            raise FeatureNotFoundError(f"{extractor.name} needs modality {name!r}, which is not in "
+                                       f"{fs.url}; build it first (`affectcache extract {name} ...`)")
+        fingerprints[name] = str(fs.provenance(name)["config_fingerprint"])
+    return fingerprints
+
+
+def _check_upstream(fs: FeatureStore, extractor: Extractor[Any],
+                    plan: list[MediaItem]) -> tuple[list[MediaItem], list[ItemFailure]]:
+    if not extractor.requires:
+        return plan, []
+    complete = {name: set(fs.videos(name)) for name in extractor.requires}
+    ready, failed = [], []
+    for item in plan:
+        absent = [name for name in extractor.requires if item.video_id not in complete[name]]
+        if absent:
+            failed.append(ItemFailure(video_id=item.video_id, error=MISSING_UPSTREAM,
+                                      message=f"{item.video_id}: {absent} not built for this item; "
+                                              f"build {absent} first"))
+        else:
+            ready.append(item)
+    return ready, failed
+
+
+@contextlib.contextmanager
+def _executor(executor: SupportsSubmit | None, workers: int | None,
+              n_items: int) -> Iterator[tuple[SupportsSubmit, int]]:
+    if executor is not None:
+        yield executor, max(1, workers or default_worker_count())
+        return
+    n = default_worker_count() if workers is None else workers
+    if n <= 0:
+        yield InProcessExecutor(), 1
+        return
+    with local_dask_client(min(n, n_items)) as client:
+        yield client, min(n, n_items)
+
+
+def _run(fs: FeatureStore, extractor: Extractor[Any], plan: list[MediaItem], executor: SupportsSubmit,
+         per_task: int, report: BuildReport, progress: bool) -> None:
+    config_json = json.dumps(extractor.config.to_dict(), sort_keys=True)
+    gpu = type(extractor.config).uses_gpu and extractor.config.device.startswith("cuda")
+    chunks = [plan[i: i + per_task] for i in range(0, len(plan), per_task)]
+    module = type(extractor).__module__
+    futures = [submit_task(executor, run_task, extractor.name, module, config_json, chunk, fs, gpu=gpu)
+               for chunk in chunks]
+    with _progress_bar(progress, extractor.name, len(plan)) as advance:
+        try:
+            for future in as_completed(futures):
+                result: TaskResult = future.result()
+                report.written.extend(result.written)
+                report.failed.extend(result.failed)
+                fs.record_failures(extractor.name, {f.video_id: f.record() for f in result.failed},
+                                   resolved=result.written)
+                for failure in result.failed:
+                    logger.warning("%s: skipped %s: %s", extractor.name, failure.video_id, failure.message)
+                advance(len(result.written) + len(result.failed))
+        except BaseException:
+            cancel_all(futures)
+            raise
+
+
+@contextlib.contextmanager
+def _progress_bar(enabled: bool, name: str, total: int) -> Iterator[Any]:
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), transient=False) as bar:
+        task = bar.add_task(f"extract {name}", total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+# ---- worker side ------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=4)
+def _worker_extractor(name: str, module: str, config_json: str) -> Extractor[Any]:
+    """One extractor per process and config: weights load once however many tasks arrive."""
+    # Importing the defining module registers extractors that are neither built in nor entry points
+    # (e.g. defined in a user's script) on workers that never imported it.
+    importlib.import_module(module)
+    return make_extractor(name, json.loads(config_json))
+
+
+def run_task(name: str, module: str, config_json: str, items: Sequence[MediaItem],
+             fs: FeatureStore) -> TaskResult:
+    """Extract and write a chunk of items (runs on a worker). Only bad media is caught."""
+    started = time.perf_counter()
+    extractor = _worker_extractor(name, module, config_json)
+    upstream = [_read_upstream(fs, extractor, item) for item in items]
+    written: list[str] = []
+    failed: list[ItemFailure] = []
+    try:
+        results = extractor.extract_batch(items, upstream)
+    except BadMediaError:
+        # Retry item by item so one bad file does not take the batch's good items with it.
+        results = []
+        for item, ups in zip(items, upstream, strict=True):
+            try:
+                results.append(extractor.extract(item, ups))
+            except BadMediaError as exc:
+                failed.append(ItemFailure(video_id=item.video_id, error=type(exc).__name__,
+                                          message=str(exc)))
+    by_id = {item.video_id: item for item in items}
+    for feats in results:
+        asked = by_id.get(feats.video_id)
+        if asked is None:
+            raise ConfigError(f"{name} returned features for {feats.video_id!r}, which it was not asked for")
+        fs.write(name, feats, source=asked.source_info())
+        written.append(feats.video_id)
+    return TaskResult(written=tuple(written), failed=tuple(failed), seconds=time.perf_counter() - started)
+
+
+def _read_upstream(fs: FeatureStore, extractor: Extractor[Any], item: MediaItem) -> Upstream:
+    return {name: fs.read(name, item.video_id) for name in extractor.requires}

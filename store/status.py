@@ -1,0 +1,77 @@
+"""Coverage and staleness of every modality in a store (what ``affectcache status`` prints)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from affectcache.store.zarr_store import FeatureStore, label_modality
+
+if TYPE_CHECKING:
+    from affectcache.extractors.records import MediaItem
+    from affectcache.store.manifest import Manifest
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModalityStatus:
+    """Coverage of one modality (or label track)."""
+
+    name: str
+    """Store group name (``mfcc``, ``labels/valence``)."""
+    extractor: str
+    """Extractor that wrote it (``labels`` for label tracks)."""
+    version: str
+    """Extractor version."""
+    kind: str
+    """Modality kind (frame / segment / text / clip)."""
+    fingerprint: str
+    """Config fingerprint."""
+    complete: int
+    """Entries with the commit marker."""
+    incomplete: int
+    """Entries started but never committed (redone by the next build)."""
+    failed: int
+    """Items with a failure record."""
+    missing: int | None
+    """Manifest items with no complete entry (None when no manifest was given)."""
+    stale: dict[str, str] = field(default_factory=dict)
+    """Complete entries that a build would redo, with the reason."""
+    rows: int = 0
+    """Total rows over complete entries."""
+
+
+def store_status(fs: FeatureStore, manifest: Manifest | None = None) -> list[ModalityStatus]:
+    """Status of every modality and label track of ``fs``, against ``manifest`` when given."""
+    items: dict[str, MediaItem] = {it.video_id: it for it in manifest} if manifest is not None else {}
+    names = fs.modalities() + [label_modality(t) for t in fs.label_tracks()]
+    out = []
+    for name in names:
+        prov = fs.provenance(name)
+        states = fs.entry_states(name)
+        complete = {vid for vid, s in states.items() if s.complete}
+        stale: dict[str, str] = {}
+        for up_name, up_fp in (prov.get("upstream") or {}).items():
+            current = _fingerprint_or_none(fs, up_name)
+            if current != up_fp:
+                why = (f"upstream {up_name} was rebuilt (fingerprint {str(up_fp)[:12]} -> "
+                       f"{str(current)[:12]})" if current else f"upstream {up_name} was deleted")
+                stale.update({vid: why for vid in complete})
+        for vid in complete & items.keys():
+            source = states[vid].source or {}
+            now = items[vid].source_info()
+            comparable = source.get("size") is not None and now.get("size") is not None
+            if comparable and any(source.get(k) != now.get(k)
+                                                   for k in ("size", "mtime", "start_s", "end_s")):
+                stale.setdefault(vid, "source media or clip bounds changed")
+        out.append(ModalityStatus(
+            name=name, extractor=str(prov.get("extractor")), version=str(prov.get("version")),
+            kind=str(prov.get("modality_kind")), fingerprint=str(prov.get("config_fingerprint")),
+            complete=len(complete), incomplete=len(states) - len(complete),
+            failed=len(fs.failures(name)),
+            missing=len(items.keys() - complete) if manifest is not None else None,
+            stale=stale, rows=sum(int(states[v].n_rows or 0) for v in complete)))
+    return out
+
+
+def _fingerprint_or_none(fs: FeatureStore, name: str) -> Any:
+    return fs.provenance(name).get("config_fingerprint") if fs.has_modality(name) else None

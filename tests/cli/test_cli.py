@@ -1,0 +1,121 @@
+"""The CLI: thin commands, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import pytest
+from typer.testing import CliRunner
+
+import tests.helpers  # noqa: F401  (registers the test-only extractors)
+from affectcache.cli.main import app
+from affectcache.store.manifest import write_manifest
+from affectcache.store.zarr_store import FeatureStore
+from tests.helpers import make_items
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+runner = CliRunner()
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def manifest(tmp_path: Path) -> Path:
+    return write_manifest(make_items(tmp_path, ["a", "b", "bad_c"]), tmp_path / "m.jsonl")
+
+
+def test_list_and_show_config() -> None:
+    code, out, _ = run("list")
+    assert code == 0
+    assert "mfcc" in out
+    code, out, _ = run("show-config", "mfcc")
+    assert code == 0
+    assert "n_mfcc: 15" in out
+    assert "# Number of cepstral coefficients kept" in out
+    code, _, err = run("show-config", "nope")
+    assert code == 2
+    assert "no extractor named 'nope'" in err
+
+
+def test_extract_reports_item_failures_with_exit_1(manifest: Path, tmp_path: Path) -> None:
+    store = str(tmp_path / "s.zarr")
+    code, out, err = run("extract", "test-counting", "-m", str(manifest), "-s", store, "--workers", "0")
+    assert code == 1
+    assert "2 written" in out
+    assert "1 failed" in out
+    assert "bad_c" in err
+    code, out, _ = run("extract", "test-counting", "-m", str(manifest), "-s", store, "--workers", "0",
+                       "--only", "a", "--only", "b")
+    assert code == 0
+    assert "2 already complete" in out
+    code, out, _ = run("status", "-s", store, "-m", str(manifest))
+    assert code == 0
+    assert "test-counting" in out
+    assert "failed bad_c: BadMediaError" in out
+    code, out, _ = run("status", "-s", store, "--json")
+    rows = json.loads(out)
+    assert rows[0]["complete"] == 2
+    assert rows[0]["failed"] == 1
+
+
+def test_config_changes_are_refused_with_exit_2(manifest: Path, tmp_path: Path) -> None:
+    store = str(tmp_path / "s.zarr")
+    run("extract", "test-counting", "-m", str(manifest), "-s", store, "-w", "0", "--only", "a")
+    code, _, err = run("extract", "test-counting", "-m", str(manifest), "-s", store, "-w", "0",
+                       "--set", "dim=7", "--only", "a")
+    assert code == 2
+    assert "error: modality 'test-counting'" in err
+    assert "dim: 4 -> 7" in err
+    assert "Traceback" not in err
+    code, _, err = run("extract", "test-counting", "-m", str(manifest), "-s", store, "--set", "dimm=7")
+    assert code == 2
+    assert "unknown keys ['dimm']" in err
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("dim: 7\n")
+    code, _, _ = run("rebuild", "test-counting", "-s", store, "-m", str(manifest), "-w", "0",
+                     "--config", str(cfg), "--only", "a")
+    assert code == 2  # --only keeps the modality, so a config change is still refused
+    code, _out, _ = run("rebuild", "test-counting", "-s", store, "-m", str(manifest), "-w", "0",
+                       "--config", str(cfg))
+    assert code == 1  # rebuilt all; bad_c still fails
+    assert FeatureStore(store).provenance("test-counting")["config"]["dim"] == 7
+
+
+def test_rebuild_only_uses_stored_config(manifest: Path, tmp_path: Path) -> None:
+    store = str(tmp_path / "s.zarr")
+    run("extract", "test-counting", "-m", str(manifest), "-s", store, "-w", "0", "--set", "dim=3",
+        "--only", "a")
+    code, out, _ = run("rebuild", "test-counting", "-s", store, "-m", str(manifest), "-w", "0", "--only", "a")
+    assert code == 0
+    assert "1 written" in out
+    assert FeatureStore(store).read("test-counting", "a").values.shape[1] == 3
+
+
+def test_bad_manifest_and_usage_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("video_id,path\n../x,a.mp4\n")
+    code, _, err = run("extract", "mfcc", "-m", str(bad), "-s", str(tmp_path / "s.zarr"))
+    assert code == 2
+    assert "invalid video id" in err
+    code, _, err = run("extract", "mfcc", "-m", str(bad), "-s", str(tmp_path / "s.zarr"), "-w", "0",
+                       "--scheduler", "tcp://127.0.0.1:1")
+    assert code == 2
+
+
+def test_cli_import_loads_no_heavy_library() -> None:
+    # `affectcache --help` stays fast because nothing heavy is imported until a command needs it.
+    code = ("import sys; from affectcache.cli.main import app; "
+            "print([m for m in ('torch', 'transformers', 'zarr', 'dask', 'xarray') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    help_run = subprocess.run([sys.executable, "-m", "affectcache.cli.main", "--help"], capture_output=True,
+                              text=True, check=True)
+    assert "extract" in help_run.stdout

@@ -1,0 +1,52 @@
+"""Shared fixtures: synthetic media, test-only extractors, and the --integration tier."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--integration", action="store_true", default=False,
+                     help="also run tests that need real weights or a GPU")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--integration"):
+        return
+    skip = pytest.mark.skip(reason="needs --integration (real weights or a GPU)")
+    for item in items:
+        if "integration" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of small synthetic clips shared by the session (never modified by tests)."""
+    from affectcache.extractors.synthetic import write_test_clip
+
+    root = tmp_path_factory.mktemp("media")
+    write_test_clip(root / "a.mp4", duration_s=1.0)
+    write_test_clip(root / "b.mp4", duration_s=2.0, tone_hz=660.0)
+    write_test_clip(root / "c.mp4", duration_s=0.6, tone_hz=220.0)
+    write_test_clip(root / "silent_video.mp4", duration_s=1.0, audio=False)
+    (root / "empty.mp4").write_bytes(b"")
+    (root / "text.mp4").write_text("this is not a video\n")
+    data = (root / "b.mp4").read_bytes()
+    (root / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    return root
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Iterator[Path]:
+    """A fresh store location."""
+    return tmp_path / "features.zarr"

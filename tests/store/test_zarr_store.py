@@ -1,0 +1,207 @@
+"""FeatureStore: layout, provenance checks, commit marker, hostile ids, plain zarr/xarray access."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+from affectcache.extractors import FeatureArray
+from affectcache.store.errors import (
+    FeatureNotFoundError,
+    InvalidVideoIdError,
+    ProvenanceMismatchError,
+    StoreError,
+)
+from affectcache.store.zarr_store import FeatureStore
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def prov(**changes: Any) -> dict[str, Any]:
+    base = {"extractor": "feat", "version": "1", "modality_kind": "frame",
+            "config": {"dim": 3, "device": "cpu"}, "config_fingerprint": "a" * 64, "upstream": {},
+            "model": {"id": None, "revision": None, "sha256": None},
+            "libraries": {"python": "3.11"}, "created": "now"}
+    base.update(changes)
+    return base
+
+
+def frames(vid: str, n: int = 5, dim: int = 3, seed: int = 0) -> FeatureArray:
+    rng = np.random.default_rng(seed)
+    frame = np.arange(n)
+    return FeatureArray(video_id=vid, kind="frame", values=rng.random((n, dim)).astype(np.float32),
+                        frame=frame, time_s=frame / 25.0, mask=frame % 2 == 0, attrs={"fps": 25.0})
+
+
+def test_write_read_round_trip_and_layout(store_path: Path) -> None:
+    fs = FeatureStore(store_path)
+    fs.init_modality("feat", prov())
+    original = frames("vid_1")
+    fs.write("feat", original, source={"path": "/x.mp4", "size": 10})
+    back = fs.read("feat", "vid_1")
+    assert back.allclose(original, rtol=0, atol=0)
+    assert back.attrs == {"fps": 25.0}
+    assert fs.videos("feat") == ["vid_1"]
+    # Plain zarr, no affectcache: provenance, commit marker, arrays with dimension names.
+    root = zarr.open_group(str(store_path), mode="r")
+    assert root["feat"].attrs["affectcache"]["extractor"] == "feat"
+    entry = root["feat/vid_1"]
+    assert entry.attrs["complete"] is True
+    assert entry.attrs["n_rows"] == 5
+    assert entry.attrs["source"]["path"] == "/x.mp4"
+    assert entry["frame"].dtype == np.int64
+    assert entry["time_s"].dtype == np.float64
+    assert entry["mask"].dtype == np.bool_
+    ds = xr.open_zarr(str(store_path), group="feat/vid_1", consolidated=False)
+    assert ds["values"].dims == ("frame", "feature")
+    np.testing.assert_array_equal(ds["frame"].values, np.arange(5))
+
+
+def test_text_modality_round_trip(store_path: Path) -> None:
+    fs = FeatureStore(store_path)
+    fs.init_modality("captions", prov(modality_kind="text"))
+    texts = FeatureArray(video_id="-3g5yACwYnA", kind="text", values=np.array(["a smile", "ünïcödé", ""]),
+                         start_s=[0.0, 1.0, 2.0], end_s=[1.0, 2.0, 3.0])
+    fs.write("captions", texts)
+    back = fs.read("captions", "-3g5yACwYnA")
+    assert list(back.values) == ["a smile", "ünïcödé", ""]
+    ds = fs.open_dataset("captions")
+    assert list(ds["values"].values) == ["a smile", "ünïcödé", ""]
+
+
+def test_incomplete_entry_is_invisible_and_rewritable(store_path: Path) -> None:
+    fs = FeatureStore(store_path)
+    fs.init_modality("feat", prov())
+    fs.write("feat", frames("done"))
+    # Simulate a writer killed after its arrays but before the commit marker.
+    root = zarr.open_group(str(store_path), mode="a")
+    partial = root.create_group("feat/crashed", attributes={"complete": False})
+    partial.create_array("values", data=np.zeros((2, 3), np.float32))
+    assert not fs.has("feat", "crashed")
+    assert fs.videos("feat") == ["done"]
+    states = fs.entry_states("feat")
+    assert states["crashed"].complete is False
+    with pytest.raises(FeatureNotFoundError, match="not \\(completely\\)"):
+        fs.read("feat", "crashed")
+    fs.write("feat", frames("crashed", n=4))
+    assert fs.read("feat", "crashed").n_rows == 4
+
+
+def test_corrupt_entry_metadata_counts_as_incomplete(store_path: Path) -> None:
+    fs = FeatureStore(store_path)
+    fs.init_modality("feat", prov())
+    fs.write("feat", frames("v"))
+    fs.write("feat", frames("w"))
+    (store_path / "feat" / "v" / "zarr.json").write_text('{"zarr_format": 3, "node_t')
+    assert not fs.has("feat", "v")
+    states = fs.entry_states("feat")
+    assert states["v"].complete is False
+    assert states["w"].complete is True
+    fs.write("feat", frames("v"))  # and it can be rewritten
+    assert fs.videos("feat") == ["v", "w"]
+
+
+def test_changed_config_or_version_or_model_is_refused(store_path: Path) -> None:
+    fs = FeatureStore(store_path)
+    fs.init_modality("feat", prov())
+    fs.write("feat", frames("v"))
+    fs.init_modality("feat", prov(created="later", libraries={"python": "3.12"}))  # same identity: fine
+    changed = prov(config={"dim": 4, "device": "cpu"}, config_fingerprint="b" * 64)
+    with pytest.raises(ProvenanceMismatchError, match=r"dim: 3 -> 4.*rebuild"):
+        fs.init_modality("feat", changed)
+    with pytest.raises(ProvenanceMismatchError, match="version '1' != '2'"):
+        fs.init_modality("feat", prov(version="2"))
+    with pytest.raises(ProvenanceMismatchError, match="model"):
+        fs.init_modality("feat", prov(model={"id": "m", "revision": None, "sha256": "c" * 64}))
+    assert fs.videos("feat") == ["v"]  # refusals wrote nothing
+    fs.init_modality("feat", changed, overwrite=True)
+    assert fs.videos("feat") == []
+    assert fs.provenance("feat")["config"]["dim"] == 4
+
+
+@pytest.mark.parametrize("bad", ["../escape", "a/b", ".hidden", "", "x" * 201, "sp ace", "..", "a\\b"])
+def test_hostile_ids_never_write(store_path: Path, bad: str) -> None:
+    fs = FeatureStore(store_path)
+    fs.init_modality("feat", prov())
+    with pytest.raises((InvalidVideoIdError, ValueError)):
+        fs.write("feat", frames(bad))
+    assert not (store_path.parent / "escape").exists()
+    assert fs.entry_states("feat") == {}
+
+
+def test_kind_mismatch_and_bad_modality_names(store_path: Path) -> None:
+    fs = FeatureStore(store_path)
+    fs.init_modality("feat", prov())
+    seg = FeatureArray(video_id="v", kind="segment", values=np.ones((1, 2)), start_s=[0.0], end_s=[1.0])
+    with pytest.raises(StoreError, match="'segment' rows but the modality is 'frame'"):
+        fs.write("feat", seg)
+    for name in ("Bad", "../x", "labels", "_affectcache"):
+        with pytest.raises(StoreError, match="invalid modality name"):
+            fs.init_modality(name, prov())
+
+
+def test_nan_values_are_refused_before_the_store() -> None:
+    with pytest.raises(ValueError, match="NaN/Inf"):
+        FeatureArray(video_id="v", kind="frame", values=np.array([[np.nan]]), frame=[0], time_s=[0.0])
+
+
+def test_delete_entries_and_modality(store_path: Path) -> None:
+    fs = FeatureStore(store_path)
+    fs.init_modality("feat", prov())
+    for vid in ("a", "b", "c"):
+        fs.write("feat", frames(vid))
+    fs.record_failures("feat", {"b": {"error": "BadMediaError", "message": "x", "time": "t"}})
+    fs.delete("feat", ["b"])
+    assert fs.videos("feat") == ["a", "c"]
+    assert fs.failures("feat") == {}
+    fs.delete("feat")
+    assert fs.modalities() == []
+
+
+def test_label_tracks_live_under_labels(store_path: Path) -> None:
+    fs = FeatureStore(store_path)
+    name = fs.init_label_track("valence", source="unit test")
+    assert name == "labels/valence"
+    fs.write(name, FeatureArray(video_id="v", kind="frame", values=np.linspace(-1, 1, 4).astype(np.float32),
+                                frame=np.arange(4), time_s=np.arange(4) / 30))
+    assert fs.label_tracks() == ["valence"]
+    assert fs.modalities() == []
+    assert fs.read(name, "v").values.shape == (4,)
+    meta = json.loads((store_path / "labels" / "valence" / "zarr.json").read_text())
+    assert meta["attributes"]["affectcache"]["extractor"] == "labels"
+
+
+def test_open_dataset_is_lazy_and_concatenates(store_path: Path) -> None:
+    fs = FeatureStore(store_path)
+    fs.init_modality("feat", prov())
+    fs.write("feat", frames("a", n=3))
+    fs.write("feat", frames("b", n=4, seed=1))
+    ds = fs.open_dataset("feat")
+    assert ds.sizes["row"] == 7
+    assert list(ds["video_id"].values) == ["a"] * 3 + ["b"] * 4
+    assert ds.attrs["affectcache"]["extractor"] == "feat"
+    assert type(ds["values"].data).__module__.startswith("dask")
+    np.testing.assert_allclose(ds["values"].values[3:], fs.read("feat", "b").values)
+
+
+def test_fsspec_memory_url_store() -> None:
+    fs = FeatureStore("memory://affectcache-unit-test")
+    fs.init_modality("feat", prov(), overwrite=True)
+    fs.write("feat", frames("v"))
+    assert fs.read("feat", "v").n_rows == 5
+    assert fs.local_path is None
+
+
+def test_read_only_store_refuses_writes(store_path: Path) -> None:
+    FeatureStore(store_path).init_modality("feat", prov())
+    ro = FeatureStore(store_path, read_only=True)
+    with pytest.raises(StoreError, match="read-only"):
+        ro.write("feat", frames("v"))
+    with pytest.raises(FeatureNotFoundError):
+        FeatureStore(store_path.parent / "absent.zarr", read_only=True)

@@ -1,0 +1,1 @@
+"""Trainers over cached arrays (fusion heads, preference learners). Populated by later issues."""
