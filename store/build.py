@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MISSING_UPSTREAM = "MissingUpstreamError"
+LOG_EVERY_S = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -283,8 +284,18 @@ def _run(fs: FeatureStore, extractor: Extractor[Any], plan: list[MediaItem], exe
 
 @contextlib.contextmanager
 def _progress_bar(enabled: bool, name: str, total: int) -> Iterator[Any]:
+    """A rich progress bar on a terminal; otherwise a log line at most every ``LOG_EVERY_S`` seconds."""
     if not enabled:
-        yield lambda n: None
+        state = {"done": 0, "last": time.monotonic(), "start": time.monotonic()}
+
+        def log_progress(n: int) -> None:
+            state["done"] += n
+            now = time.monotonic()
+            if now - state["last"] >= LOG_EVERY_S and state["done"] < total:
+                state["last"] = now
+                logger.info("%s: %d/%d items done (%.0f s)", name, state["done"], total, now - state["start"])
+
+        yield log_progress
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from affectcache.store.build import BuildReport, build
 from affectcache.store.errors import StoreError
 from affectcache.store.manifest import Manifest, load_manifest, write_manifest
 from affectcache.store.zarr_store import FeatureStore, label_modality
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 logger = logging.getLogger(__name__)
 
@@ -90,11 +93,19 @@ def import_demo_labels(store: FeatureStore, clips: list[DemoClip], items: list[M
 
 
 def run_demo(out_dir: str | Path, *, workers: int | None = None, progress: bool = False,
-             extractors: list[str] | None = None) -> DemoResult:
-    """Generate the demo corpus (once) and build every demo modality into ``out_dir/features.zarr``."""
+             extractors: list[str] | None = None, corpus: Mapping[str, Any] | None = None) -> DemoResult:
+    """Generate the demo corpus (once) and build every demo modality into ``out_dir/features.zarr``.
+
+    Args:
+        out_dir: Root folder of the demo.
+        workers: Local Dask workers (None = one per core, 0 = in this process).
+        progress: Show progress bars.
+        extractors: Build only these demo modalities (default: all).
+        corpus: Overrides for :func:`generate_demo_corpus` (e.g. fewer, shorter clips in tests).
+    """
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    clips = generate_demo_corpus(out / "media")
+    clips = generate_demo_corpus(out / "media", **dict(corpus or {}))
     manifest_path = out / "demo.jsonl"
     items = [MediaItem(video_id=c.video_id, path=str(c.path), split=c.split, corpus=DEMO_CORPUS,
                        labels={"duration_s": round(c.duration_s, 3), "fps": c.fps}) for c in clips]

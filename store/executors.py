@@ -109,7 +109,15 @@ def local_dask_client(n_workers: int) -> Iterator[Any]:
         yield client
     finally:
         client.close()
-        cluster.close()
+        # Workers that ran torch can take over 4 s to exit, and the nanny then warns that it kills
+        # them; every result is already collected and written by then, so that warning is noise.
+        nanny_logger = logging.getLogger("distributed.nanny")
+        level = nanny_logger.level
+        nanny_logger.setLevel(logging.ERROR)
+        try:
+            cluster.close()
+        finally:
+            nanny_logger.setLevel(level)
 
 
 @contextlib.contextmanager
