@@ -195,8 +195,12 @@ def build(
 
 
 def _select(items: list[MediaItem], only: Sequence[str] | None) -> list[MediaItem]:
+    seen: set[str] = set()
     for item in items:
         validate_video_id(item.video_id)  # before anything is written
+        if item.video_id in seen:  # two tasks would write the same entry at once
+            raise StoreError(f"video id {item.video_id!r} appears twice in the items; ids must be unique")
+        seen.add(item.video_id)
     if only is None:
         return items
     wanted = {validate_video_id(v) for v in only}

@@ -121,6 +121,12 @@ def test_hostile_manifest_ids_are_refused_before_writing(tmp_path: Path, store_p
     assert not store_path.exists() or FeatureStore(store_path).modalities() == []
 
 
+def test_duplicate_ids_are_refused(tmp_path: Path, store_path: Path) -> None:
+    items = make_items(tmp_path, ["a", "b"])
+    with pytest.raises(StoreError, match="'a' appears twice"):
+        build("test-counting", [*items, items[0]], store_path, workers=0)
+
+
 def test_derived_modality_chains_fingerprints_and_goes_stale(tmp_path: Path, store_path: Path) -> None:
     items = make_items(tmp_path, ["a", "b"])
     with pytest.raises(StoreError, match="needs modality 'test-counting'"):
