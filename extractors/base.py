@@ -45,7 +45,9 @@ class Extractor(ABC, Generic[C]):
     config_type: ClassVar[type[ExtractorConfig]]
     """The config dataclass of this extractor."""
     requires: ClassVar[tuple[str, ...]] = ()
-    """Modalities that must be in the store (complete) before this one can be built."""
+    """Modalities that must be in the store (complete) before this one can be built. Extractors whose
+    inputs depend on the config (e.g. "embed whichever text modality is configured") override
+    :meth:`upstream_modalities` instead."""
     libraries: ClassVar[tuple[str, ...]] = ()
     """Extra packages whose versions belong in provenance (beyond the core set)."""
     summary: ClassVar[str] = ""
@@ -108,21 +110,26 @@ class Extractor(ABC, Generic[C]):
         """
         return None
 
+    def upstream_modalities(self) -> tuple[str, ...]:
+        """The modalities this instance reads from the store (default: the class's ``requires``)."""
+        return self.requires
+
     # ---- identity -------------------------------------------------------------------------------------
     def fingerprint(self, upstream_fingerprints: Mapping[str, str] | None = None) -> str:
         """Config fingerprint, chained with the fingerprints of required modalities."""
         own = self.config.fingerprint()
-        if not self.requires:
+        required = self.upstream_modalities()
+        if not required:
             return own
         ups = dict(upstream_fingerprints or {})
-        missing = [name for name in self.requires if name not in ups]
+        missing = [name for name in required if name not in ups]
         if missing:
             raise ValueError(f"{self.name}: fingerprint needs the fingerprints of {missing}")
-        return stable_hash({"config": own, "upstream": {n: ups[n] for n in self.requires}})
+        return stable_hash({"config": own, "upstream": {n: ups[n] for n in required}})
 
     def provenance(self, upstream_fingerprints: Mapping[str, str] | None = None) -> dict[str, Any]:
         """Everything stored at the modality group: who made the arrays, how, with what."""
-        ups = {n: (upstream_fingerprints or {})[n] for n in self.requires}
+        ups = {n: (upstream_fingerprints or {})[n] for n in self.upstream_modalities()}
         return {
             "extractor": self.name,
             "version": self.version,

@@ -223,7 +223,7 @@ def _is_current(state: EntryState | None, item: MediaItem) -> bool:
 
 def _upstream_fingerprints(fs: FeatureStore, extractor: Extractor[Any]) -> dict[str, str]:
     fingerprints = {}
-    for name in extractor.requires:
+    for name in extractor.upstream_modalities():
         if not fs.has_modality(name):
             raise FeatureNotFoundError(f"{extractor.name} needs modality {name!r}, which is not in "
                                        f"{fs.url}; build it first (`affectcache extract {name} ...`)")
@@ -233,12 +233,12 @@ def _upstream_fingerprints(fs: FeatureStore, extractor: Extractor[Any]) -> dict[
 
 def _check_upstream(fs: FeatureStore, extractor: Extractor[Any],
                     plan: list[MediaItem]) -> tuple[list[MediaItem], list[ItemFailure]]:
-    if not extractor.requires:
+    if not extractor.upstream_modalities():
         return plan, []
-    complete = {name: set(fs.videos(name)) for name in extractor.requires}
+    complete = {name: set(fs.videos(name)) for name in extractor.upstream_modalities()}
     ready, failed = [], []
     for item in plan:
-        absent = [name for name in extractor.requires if item.video_id not in complete[name]]
+        absent = [name for name, done in complete.items() if item.video_id not in done]
         if absent:
             failed.append(ItemFailure(video_id=item.video_id, error=MISSING_UPSTREAM,
                                       message=f"{item.video_id}: {absent} not built for this item; "
@@ -349,4 +349,4 @@ def run_task(name: str, module: str, config_json: str, items: Sequence[MediaItem
 
 
 def _read_upstream(fs: FeatureStore, extractor: Extractor[Any], item: MediaItem) -> Upstream:
-    return {name: fs.read(name, item.video_id) for name in extractor.requires}
+    return {name: fs.read(name, item.video_id) for name in extractor.upstream_modalities()}

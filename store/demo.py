@@ -56,6 +56,7 @@ def demo_plan(workdir: Path) -> list[tuple[str, Any]]:
     that required modalities are built first."""
     configs = {n: get_extractor_cls(n).demo_config(workdir) for n in available_extractors()}
     wanted = [n for n, cfg in configs.items() if cfg is not None]
+    requires = {n: get_extractor_cls(n)(configs[n]).upstream_modalities() for n in wanted}
     ordered: list[str] = []
 
     def visit(name: str, trail: tuple[str, ...]) -> None:
@@ -63,9 +64,9 @@ def demo_plan(workdir: Path) -> list[tuple[str, Any]]:
             return
         if name in trail:
             raise StoreError(f"extractor requirements form a cycle: {' -> '.join((*trail, name))}")
-        if configs.get(name) is None:
+        if name not in requires:
             raise StoreError(f"demo extractor {trail[-1]!r} requires {name!r}, which has no demo config")
-        for req in get_extractor_cls(name).requires:
+        for req in requires[name]:
             visit(req, (*trail, name))
         ordered.append(name)
 

@@ -135,7 +135,7 @@ def test_rows_are_keyed_and_times_increase(case: dict[str, Any]) -> None:
 
 def test_provenance_is_complete_json(case: dict[str, Any]) -> None:
     ext = case["cls"](case["config"])
-    ups = {name: "f" * 64 for name in ext.requires}
+    ups = {name: "f" * 64 for name in ext.upstream_modalities()}
     prov = json.loads(json.dumps(ext.provenance(ups)))
     for key in ("extractor", "version", "modality_kind", "config", "config_fingerprint", "model",
                 "libraries", "created", "upstream"):

@@ -46,10 +46,11 @@ def test_demo_builds_everything_once_and_keeps_the_planted_signal(tmp_path: Path
 
 
 def test_demo_plan_orders_requirements_first(tmp_path: Path) -> None:
-    names = [name for name, _ in demo_plan(tmp_path)]
+    plan = demo_plan(tmp_path)
+    names = [name for name, _ in plan]
     assert "mfcc" in names
     from affectcache.extractors import get_extractor_cls
 
-    for i, name in enumerate(names):
-        for required in get_extractor_cls(name).requires:
+    for i, (name, config) in enumerate(plan):
+        for required in get_extractor_cls(name)(config).upstream_modalities():
             assert required in names[:i]
