@@ -17,6 +17,9 @@ $(DEPS_STAMP): pyproject.toml $(CONSTRAINTS)
 	$(BIN)/python -m pip install -q -U pip
 	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) torch==2.13.0
 	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e ".[test,dev,demo]" --config-settings editable_mode=strict
+	# openai-whisper without triton (~1 GB, GPU-only kernels); its pure-Python needs are listed by hand.
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) --no-deps openai-whisper==20250625
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) tiktoken more-itertools numba
 	touch $@
 
 # Strict editable installs (what mypy can follow) only see modules present at install time:
@@ -28,6 +31,9 @@ $(VENV)/.modules: $(DEPS_STAMP) FORCE
 
 demo: venv
 	$(BIN)/affectcache demo --out $(DEMO_OUT)
+	$(BIN)/affectcache lasca build -s $(DEMO_OUT)/features.zarr -m $(DEMO_OUT)/demo.jsonl --window-s 3
+	$(BIN)/affectcache train preference -s $(DEMO_OUT)/features.zarr -m $(DEMO_OUT)/demo.jsonl \
+	    --out $(DEMO_OUT)/runs/lasca-arousal --label arousal --threshold 0.1 --threshold 0.2 --folds 12
 
 lint: venv
 	$(BIN)/ruff check .

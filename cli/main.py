@@ -227,6 +227,8 @@ def status(
     manifest: Annotated[Path | None, typer.Option(
         "--manifest", "-m", help="Count missing items too.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    by_split: Annotated[bool, typer.Option(
+        "--by-split", help="Also show coverage per corpus and split (needs --manifest).")] = False,
 ) -> None:
     """Per modality: complete / incomplete / missing / failed counts, fingerprint, stale entries."""
     from affectcache.store.manifest import load_manifest
@@ -234,11 +236,18 @@ def status(
     from affectcache.store.zarr_store import FeatureStore
 
     fs = FeatureStore(store, read_only=True)
-    rows = store_status(fs, load_manifest(manifest) if manifest else None)
+    if by_split and manifest is None:
+        raise ConfigError("--by-split needs --manifest (corpus and split come from the manifest)")
+    items = load_manifest(manifest) if manifest else None
+    rows = store_status(fs, items)
     if as_json:
         typer.echo(json.dumps([r.__dict__ for r in rows], indent=2))
         return
     typer.echo(format_status(rows, fs))
+    if by_split and items is not None:
+        from affectcache.store.status import coverage_by_split, format_coverage
+
+        typer.echo("\n" + format_coverage(coverage_by_split(fs, items)))
 
 
 def format_status(rows: Sequence[Any], fs: Any) -> str:
@@ -278,6 +287,14 @@ def demo(
                f"{result.store.url}', group='mfcc/{result.manifest.ids()[0]}', consolidated=False))\"")
     if any(not r.ok for r in result.reports):
         raise typer.Exit(EXIT_ITEM_FAILURES)
+
+
+# Command groups live in their own modules and register on the shared ``app`` when imported.
+from affectcache.cli import assets as _assets  # noqa: E402,F401
+from affectcache.cli import corpora as _corpora  # noqa: E402,F401
+from affectcache.cli import lasca as _lasca  # noqa: E402,F401
+from affectcache.cli import lexicon as _lexicon  # noqa: E402,F401
+from affectcache.cli import train as _train  # noqa: E402,F401
 
 
 def main() -> None:

@@ -75,3 +75,47 @@ def store_status(fs: FeatureStore, manifest: Manifest | None = None) -> list[Mod
 
 def _fingerprint_or_none(fs: FeatureStore, name: str) -> Any:
     return fs.provenance(name).get("config_fingerprint") if fs.has_modality(name) else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupCoverage:
+    """Coverage of one modality (or label track) over the manifest items of one corpus and split."""
+
+    name: str
+    """Store group name (``mfcc``, ``labels/valence``)."""
+    corpus: str
+    """The items' ``corpus`` (``-`` when the manifest gives none)."""
+    split: str
+    """The items' ``split`` (``-`` when the manifest gives none)."""
+    complete: int
+    """Items of this corpus and split with a complete entry."""
+    total: int
+    """Items of this corpus and split in the manifest."""
+
+
+def coverage_by_split(fs: FeatureStore, manifest: Manifest) -> list[GroupCoverage]:
+    """Per modality and label track: complete entries per manifest corpus and split.
+
+    Label tracks are not expected for every item (test splits usually have none), so a track's
+    coverage below the item count is information, not an error.
+    """
+    groups: dict[tuple[str, str], set[str]] = {}
+    for item in manifest:
+        groups.setdefault((item.corpus or "-", item.split or "-"), set()).add(item.video_id)
+    names = fs.modalities() + [label_modality(t) for t in fs.label_tracks()]
+    out = []
+    for name in names:
+        complete = set(fs.videos(name))
+        for (corpus, split), ids in groups.items():
+            out.append(GroupCoverage(name=name, corpus=corpus, split=split, complete=len(ids & complete),
+                                     total=len(ids)))
+    return out
+
+
+def format_coverage(rows: list[GroupCoverage]) -> str:
+    """A fixed-width table of :func:`coverage_by_split` rows."""
+    lines = [f"{'modality':<22}{'corpus':<14}{'split':<8}{'complete':>9}{'items':>8}{'coverage':>10}"]
+    for r in rows:
+        share = f"{100.0 * r.complete / r.total:.1f}%" if r.total else "-"
+        lines.append(f"{r.name:<22}{r.corpus:<14}{r.split:<8}{r.complete:>9}{r.total:>8}{share:>10}")
+    return "\n".join(lines)

@@ -11,8 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from affectcache.extractors import ExtractorConfig, MediaItem
+from affectcache.extractors.ast_audio import ASTConfig
+from affectcache.extractors.clap_audio import ClapAudioConfig
 from affectcache.extractors.mfcc import MFCCConfig
+from affectcache.extractors.wav2vec2_emotion import Wav2Vec2EmotionConfig
+from affectcache.extractors.wavlm import WavLMConfig
 from tests.helpers import CountingConfig, DerivedConfig, make_items
+from tests.language import factories as language_factories
+from tests.lasca import factories as lasca_factories
+from tests.visual import factories as visual_factories
 
 Factory = Callable[[Path, Path], tuple[ExtractorConfig, list[MediaItem], dict[str, Any]]]
 
@@ -43,8 +50,37 @@ def _derived(tmp: Path, media: Path) -> tuple[ExtractorConfig, list[MediaItem], 
     return DerivedConfig(), items, upstream
 
 
+def _audio_model(kind: str, config_type: type[ExtractorConfig], **fields: Any) -> Factory:
+    def factory(tmp: Path, media: Path) -> tuple[ExtractorConfig, list[MediaItem], dict[str, Any]]:
+        from tests.audio_models import tiny_model
+
+        items = [*_media_items(media, "a", "b", "c"),
+                 MediaItem(video_id="b_clip", path=str(media / "b.mp4"), start_s=0.5, end_s=1.9)]
+        # Short windows so the 0.6-2 s test clips give several (overlapping) windows each.
+        return config_type.from_dict({"model": tiny_model(kind), "window_s": 1.0, "hop_s": 0.5,
+                                      "min_window_s": 0.25, "batch_size": 3, **fields}), items, {}
+
+    return factory
+
+
 TEST_FACTORIES: dict[str, Factory] = {
+    "ast": _audio_model("ast", ASTConfig),
+    "clap-audio": _audio_model("clap-fused", ClapAudioConfig),
+    "wav2vec2-emotion": _audio_model("wav2vec2-emotion", Wav2Vec2EmotionConfig),
+    "wavlm": _audio_model("wavlm", WavLMConfig, layers=[-1, 1]),
+    "blendshapes": lasca_factories.blendshapes,
+    "lasca-embedding": lasca_factories.lasca_embedding,
+    "lasca-text": lasca_factories.lasca_text,
+    "lasca-windows": lasca_factories.lasca_windows,
     "mfcc": _mfcc,
+    "behaviour-caption": language_factories.behaviour_caption,
+    "behaviour-hidden": language_factories.behaviour_hidden,
+    "text-embedding": language_factories.text_embedding,
+    "transcript-whisper": language_factories.transcript_whisper,
+    "face": visual_factories.face,
+    "clip-face": visual_factories.clip_face,
+    "clip-scene": visual_factories.clip_scene,
+    "grada-face": visual_factories.grada_face,
     "test-counting": _counting,
     "test-derived": _derived,
 }

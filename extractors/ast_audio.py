@@ -1,0 +1,114 @@
+"""``ast``: Audio Spectrogram Transformer embeddings per window (Kookmin ABAW 2026 audio encoder).
+
+Each window (default 4 s every 2 s; up to the native 10.24 s) of 16 kHz audio becomes a Kaldi-style
+128-bin log-mel fbank through the model's own ``ASTFeatureExtractor`` (padded to 1024 frames and
+normalised with the AudioSet statistics), and the AST's pooled output (mean of the CLS and distillation
+tokens; 768-d for the AudioSet model) is one segment row. Each window is featurised on its own, so results
+do not depend on batch composition.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from affectcache.extractors.audio_windows import (
+    AudioWindowConfig,
+    AudioWindowExtractor,
+    ItemAudio,
+    torch_device_and_dtype_for,
+    window_times,
+)
+from affectcache.extractors.errors import ConfigError
+from affectcache.extractors.pretrained import from_pretrained_kwargs
+from affectcache.extractors.records import FeatureArray
+from affectcache.extractors.registry import register_extractor
+from affectcache.extractors.standins import stand_in_warning
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from affectcache.extractors.audio_windows import FloatArray
+
+AST_MAX_WINDOW_S = 10.24
+"""1024 fbank frames every 10 ms: the AudioSet AST input."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ASTConfig(AudioWindowConfig):
+    """Settings of the ``ast`` extractor. Defaults: the AudioSet AST, 16 kHz, 4 s windows every 2 s (set
+    ``window_s = hop_s = 10.24`` for the native input length)."""
+
+    model: str = "MIT/ast-finetuned-audioset-10-10-0.4593"
+    """Hugging Face hub id or local folder of an AST model with its ``ASTFeatureExtractor``."""
+
+    def validate(self) -> list[str]:
+        problems = super().validate()
+        if self.window_s > AST_MAX_WINDOW_S:
+            problems.append(f"window_s must be <= {AST_MAX_WINDOW_S} s (1024 fbank frames; longer windows "
+                            f"would be truncated), got {self.window_s}")
+        return problems
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    model: Any
+    features: Any
+    device: Any
+    dtype: Any
+
+
+@register_extractor
+class ASTExtractor(AudioWindowExtractor[ASTConfig]):
+    """AST pooled embedding per window."""
+
+    name = "ast"
+    version = "1"
+    config_type = ASTConfig
+    summary = "Audio Spectrogram Transformer (AudioSet): pooled 768-d per window, 16 kHz fbank"
+
+    @classmethod
+    def demo_config(cls, workdir: Path) -> ASTConfig:
+        real = os.environ.get("AFFECTCACHE_DEMO_AST_MODEL")
+        if real:
+            return ASTConfig(model=real)
+        from affectcache.extractors.audio_standins import tiny_ast
+
+        path = tiny_ast(workdir / "tiny-ast")
+        stand_in_warning(cls.name, str(path))
+        return ASTConfig(model=str(path))
+
+    def _load(self) -> _Loaded:
+        from transformers import ASTFeatureExtractor, ASTModel
+
+        cfg = self.config
+        device, dtype = torch_device_and_dtype_for(cfg.device, cfg.dtype)
+        kwargs = from_pretrained_kwargs(cfg.model, cfg.revision)
+        model = ASTModel.from_pretrained(cfg.model, **kwargs).to(device, dtype).eval()
+        features = ASTFeatureExtractor.from_pretrained(cfg.model, **kwargs)
+        if features.sampling_rate != cfg.sample_rate:
+            raise ConfigError(f"ast: {cfg.model} expects {features.sampling_rate} Hz audio; set "
+                              f"sample_rate={features.sampling_rate} (got {cfg.sample_rate})")
+        return _Loaded(model=model, features=features, device=device, dtype=dtype)
+
+    def _forward(self, waves: list[FloatArray]) -> list[FloatArray]:
+        import torch
+
+        loaded = self.model
+        # The fbank needs one 25 ms frame: pad (only) shorter windows with silence.
+        shortest = round(0.025 * self.config.sample_rate)
+        waves = [np.pad(w, (0, max(0, shortest - len(w)))) for w in waves]
+        inputs = loaded.features([np.asarray(w, dtype=np.float32) for w in waves],
+                                 sampling_rate=self.config.sample_rate, return_tensors="pt")
+        with torch.inference_mode():
+            out = loaded.model(inputs["input_values"].to(loaded.device, loaded.dtype))
+            return list(out.pooler_output.float().cpu().numpy())
+
+    def _features(self, audio: ItemAudio, results: list[FloatArray]) -> FeatureArray:
+        start, end = window_times(audio.windows)
+        return FeatureArray(
+            video_id=audio.item.video_id, kind="segment", values=self._to_output(np.stack(results)),
+            start_s=start, end_s=end, mask=self._window_masks(audio), attrs=self._base_attrs(audio))

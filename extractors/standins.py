@@ -1,0 +1,59 @@
+"""Tiny random stand-in models: building them once, atomically, and saying that they are stand-ins.
+
+The offline demo and the tests run every model-based extractor on toy-size models of the real
+architecture, built from a config with a fixed seed and saved into a folder (``audio_standins``,
+``language_standins``, ``visual_standins``). This module holds what those builders share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+logger = logging.getLogger(__name__)
+
+_SEED = 0
+_READY = "config.json"
+
+
+@contextlib.contextmanager
+def _atomic_folder(path: Path) -> Iterator[Path]:
+    """A temporary sibling folder renamed to ``path`` when the block succeeds (concurrent builders
+    never see a half-written model)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        if (path / _READY).exists():  # another process finished first
+            return
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def build_standin(path: str | Path, make: Callable[[Path], None]) -> Path:
+    """Run ``make(folder)`` once with a fixed torch seed; reuse the folder when already built."""
+    out = Path(path)
+    if not (out / _READY).exists():
+        import torch
+
+        with _atomic_folder(out) as tmp, torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_SEED)
+            make(tmp)
+    return out
+
+
+def stand_in_warning(name: str, path: str) -> None:
+    """Log that a demo uses a tiny random model (its numbers carry no meaning)."""
+    logger.warning("%s: the demo uses a tiny RANDOM stand-in model at %s (no real weights configured: "
+                   "set AFFECTCACHE_DEMO_%s_MODEL to a hub id or folder to use real ones); its features "
+                   "carry no meaning", name, path, name.upper().replace("-", "_"))

@@ -1,0 +1,177 @@
+"""Aligning a label track to another clock (a video's frame times, a feature's window times).
+
+Label tracks are stored at their native rate (per video frame, or 10 Hz for SEWA) with a validity mask;
+trainers need them on the clock of the features they train on. :func:`align_track` does that with an
+explicitly chosen method (there is no default, because the right one depends on the label):
+
+* ``nearest``: the value of the track row nearest in time, when that row is valid and lies within
+  ``max_distance_s`` (default: half the track's median row spacing, so targets beyond the track's ends
+  get no value). Right for per-frame annotations on the same video clock.
+* ``linear``: linear interpolation between the two track rows around the target, when both are valid;
+  targets outside the track's first..last time get no value (no extrapolation). Right for continuous
+  traces sampled slower than the target clock.
+* ``window-mean``: the mean of the valid rows within ``window_s / 2`` of the target (edges included);
+  no value when the window holds no valid row. Right for summarising a fast track on a slow clock.
+
+Targets without a value come back as 0 with ``mask`` false, the store's convention for invalid rows.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal, TypeAlias, get_args
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from affectcache.extractors.records import FeatureArray
+
+__all__ = ["ALIGN_METHODS", "AlignMethod", "align_feature_array", "align_track"]
+
+AlignMethod: TypeAlias = Literal["nearest", "linear", "window-mean"]
+ALIGN_METHODS: tuple[str, ...] = get_args(AlignMethod)
+
+
+def align_track(
+    track_time_s: npt.ArrayLike,
+    values: npt.ArrayLike,
+    valid_mask: npt.ArrayLike | None,
+    target_time_s: npt.ArrayLike,
+    *,
+    method: AlignMethod,
+    window_s: float | None = None,
+    max_distance_s: float | None = None,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Resample a track onto target times.
+
+    Args:
+        track_time_s: (n,) non-decreasing row times of the track, seconds.
+        values: (n,) or (n, d) track values.
+        valid_mask: (n,) row validity; None means every row is valid.
+        target_time_s: (m,) times to produce values at (any order).
+        method: ``nearest``, ``linear`` or ``window-mean`` (see the module docstring).
+        window_s: Window width for ``window-mean`` (required there, refused otherwise).
+        max_distance_s: For ``nearest`` only: how far the nearest row may lie from the target; None
+            means half the median spacing of the track's rows (0 for a one-row track).
+
+    Returns:
+        ``(aligned, mask)``: (m,) or (m, d) float64 values (0 where ``mask`` is false) and the (m,)
+        validity of each target.
+
+    Raises:
+        ValueError: Shapes disagree, times are not finite or not sorted, an unknown method, or a
+            parameter given for a method that does not use it.
+    """
+    times = np.asarray(track_time_s, dtype=np.float64)
+    vals = np.asarray(values, dtype=np.float64)
+    targets = np.asarray(target_time_s, dtype=np.float64)
+    n = times.shape[0] if times.ndim == 1 else -1
+    if times.ndim != 1 or vals.ndim not in (1, 2) or vals.shape[0] != n:
+        raise ValueError(f"track times must be (n,) and values (n,) or (n, d); got {times.shape} and "
+                         f"{vals.shape}")
+    valid = np.ones(n, dtype=bool) if valid_mask is None else np.asarray(valid_mask, dtype=bool)
+    if valid.shape != (n,):
+        raise ValueError(f"valid_mask must have shape ({n},), got {valid.shape}")
+    if targets.ndim != 1:
+        raise ValueError(f"target times must be 1-D, got shape {targets.shape}")
+    if not (np.isfinite(times).all() and np.isfinite(targets).all()):
+        raise ValueError("track and target times must be finite")
+    if n > 1 and not (np.diff(times) >= 0).all():
+        raise ValueError("track times must be non-decreasing")
+    valid = valid & np.isfinite(vals).reshape(n, -1).all(axis=1)  # a NaN row can never be a value
+    if method not in ALIGN_METHODS:
+        raise ValueError(f"unknown alignment method {method!r}; choose one of {ALIGN_METHODS}")
+    if method != "window-mean" and window_s is not None:
+        raise ValueError(f"window_s is only used by method 'window-mean', not {method!r}")
+    if method != "nearest" and max_distance_s is not None:
+        raise ValueError(f"max_distance_s is only used by method 'nearest', not {method!r}")
+
+    flat = vals.reshape(n, -1)
+    out = np.zeros((targets.shape[0], flat.shape[1]), dtype=np.float64)
+    if n == 0 or targets.shape[0] == 0:
+        mask = np.zeros(targets.shape[0], dtype=bool)
+    elif method == "nearest":
+        mask = _nearest(times, flat, valid, targets, max_distance_s, out)
+    elif method == "linear":
+        mask = _linear(times, flat, valid, targets, out)
+    else:
+        if window_s is None or not (np.isfinite(window_s) and window_s > 0):
+            raise ValueError(f"method 'window-mean' needs window_s > 0, got {window_s!r}")
+        mask = _window_mean(times, flat, valid, targets, window_s, out)
+    out[~mask] = 0.0
+    return out.reshape((targets.shape[0], *vals.shape[1:])), mask
+
+
+def align_feature_array(feats: FeatureArray, target_time_s: npt.ArrayLike, *, method: AlignMethod,
+                        window_s: float | None = None, max_distance_s: float | None = None,
+                        ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """:func:`align_track` on a stored frame-level entry (e.g. ``FeatureStore.read("labels/valence", id)``).
+
+    Args:
+        feats: A ``kind="frame"`` entry (its ``time_s``, ``values`` and ``mask`` are used).
+        target_time_s: Times to produce values at.
+        method: See :func:`align_track`.
+        window_s: See :func:`align_track`.
+        max_distance_s: See :func:`align_track`.
+
+    Returns:
+        ``(aligned, mask)`` as :func:`align_track`.
+
+    Raises:
+        ValueError: ``feats`` is not frame-level, or as :func:`align_track`.
+    """
+    if feats.kind != "frame" or feats.time_s is None:
+        raise ValueError(f"{feats.video_id}: only frame-level entries carry row times; got {feats.kind!r}")
+    return align_track(feats.time_s, feats.values, feats.mask, target_time_s, method=method,
+                       window_s=window_s, max_distance_s=max_distance_s)
+
+
+def _nearest(times: npt.NDArray[np.float64], flat: npt.NDArray[np.float64], valid: npt.NDArray[np.bool_],
+             targets: npt.NDArray[np.float64], max_distance_s: float | None,
+             out: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+    n = times.shape[0]
+    if max_distance_s is None:
+        max_distance_s = 0.5 * float(np.median(np.diff(times))) if n > 1 else 0.0
+    if not (np.isfinite(max_distance_s) and max_distance_s >= 0):
+        raise ValueError(f"max_distance_s must be a finite number >= 0, got {max_distance_s!r}")
+    right = np.clip(np.searchsorted(times, targets, side="left"), 0, n - 1)
+    left = np.clip(right - 1, 0, n - 1)
+    # Ties go to the earlier row, so a target exactly between two rows is deterministic.
+    pick = np.where(np.abs(targets - times[left]) <= np.abs(times[right] - targets), left, right)
+    mask = valid[pick] & (np.abs(times[pick] - targets) <= max_distance_s)
+    out[:] = flat[pick]
+    return mask
+
+
+def _linear(times: npt.NDArray[np.float64], flat: npt.NDArray[np.float64], valid: npt.NDArray[np.bool_],
+            targets: npt.NDArray[np.float64], out: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+    n = times.shape[0]
+    inside = (targets >= times[0]) & (targets <= times[-1])
+    # Last row with time <= target, and the row after it; targets on a row use that row alone.
+    lo = np.clip(np.searchsorted(times, targets, side="right") - 1, 0, n - 1)
+    hi = np.clip(lo + 1, 0, n - 1)
+    exact = times[lo] == targets
+    span = times[hi] - times[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        weight = np.where(span > 0, (targets - times[lo]) / np.where(span > 0, span, 1.0), 0.0)
+    weight = np.where(exact, 0.0, weight)
+    out[:] = flat[lo] * (1.0 - weight)[:, None] + flat[hi] * weight[:, None]
+    mask: npt.NDArray[np.bool_] = inside & valid[lo] & (exact | valid[hi])
+    return mask
+
+
+def _window_mean(times: npt.NDArray[np.float64], flat: npt.NDArray[np.float64], valid: npt.NDArray[np.bool_],
+                 targets: npt.NDArray[np.float64], window_s: float,
+                 out: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+    half = 0.5 * window_s
+    start = np.searchsorted(times, targets - half, side="left")
+    stop = np.searchsorted(times, targets + half, side="right")
+    weights = valid.astype(np.float64)
+    # Prefix sums over valid rows make every window O(1); invalid rows contribute nothing.
+    csum = np.concatenate([np.zeros((1, flat.shape[1])), np.cumsum(flat * weights[:, None], axis=0)])
+    ccount = np.concatenate([[0.0], np.cumsum(weights)])
+    count = ccount[stop] - ccount[start]
+    mask: npt.NDArray[np.bool_] = count > 0
+    total = csum[stop] - csum[start]
+    out[:] = total / np.where(mask, count, 1.0)[:, None]
+    return mask

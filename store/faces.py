@@ -1,0 +1,13 @@
+"""Which videos of a store have no face at all (recorded by the ``face`` extractor, not an error)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from affectcache.store.zarr_store import FeatureStore
+
+
+def videos_without_face(fs: FeatureStore, modality: str = "face") -> list[str]:
+    """Sorted ids of the complete ``modality`` entries whose attrs say ``no_face`` (every row masked)."""
+    return sorted(vid for vid in fs.videos(modality) if fs.read(modality, vid).attrs.get("no_face") is True)

@@ -1,0 +1,124 @@
+"""align_track: nearest / linear / window-mean against hand-computed values and a brute-force reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from affectcache.extractors.records import FeatureArray
+from affectcache.store.align import align_feature_array, align_track
+
+T = np.array([0.0, 0.1, 0.2, 0.3, 0.4])
+V = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+
+
+def test_nearest_on_the_same_clock_is_the_identity_and_keeps_the_mask() -> None:
+    valid = np.array([True, True, False, True, True])
+    out, mask = align_track(T, V, valid, T, method="nearest")
+    assert mask.tolist() == valid.tolist()
+    assert out.tolist() == [1.0, 2.0, 0.0, 4.0, 5.0]
+
+
+def test_nearest_masks_targets_beyond_half_a_step_from_the_track() -> None:
+    out, mask = align_track(T, V, None, [-0.2, -0.04, 0.06, 0.44, 0.6], method="nearest")
+    assert mask.tolist() == [False, True, True, True, False]
+    assert out.tolist() == [0.0, 1.0, 2.0, 5.0, 0.0]
+    _, mask = align_track(T, V, None, [0.6], method="nearest", max_distance_s=0.25)
+    assert mask.tolist() == [True]
+
+
+def test_linear_interpolates_between_valid_neighbours_only() -> None:
+    valid = np.array([True, True, False, True, True])
+    out, mask = align_track(T, V, valid, [0.05, 0.15, 0.35, 0.4, 0.45, -0.01], method="linear")
+    assert mask.tolist() == [True, False, True, True, False, False]
+    np.testing.assert_allclose(out, [1.5, 0.0, 4.5, 5.0, 0.0, 0.0])
+
+
+def test_window_mean_averages_valid_rows_in_the_window() -> None:
+    valid = np.array([True, True, False, True, True])
+    out, mask = align_track(T, V, valid, [0.2, 0.05, 1.0], method="window-mean", window_s=0.25)
+    assert mask.tolist() == [True, True, False]
+    np.testing.assert_allclose(out, [(2.0 + 4.0) / 2, 1.5, 0.0])
+
+
+def test_multichannel_values_keep_their_trailing_shape() -> None:
+    values = np.stack([V, -V], axis=1)
+    out, mask = align_track(T, values, None, [0.1, 0.25], method="linear")
+    assert out.shape == (2, 2)
+    np.testing.assert_allclose(out, [[2.0, -2.0], [3.5, -3.5]])
+    assert mask.all()
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"method": "cubic"}, "unknown alignment method"),
+    ({"method": "window-mean"}, "needs window_s"),
+    ({"method": "nearest", "window_s": 0.2}, "only used by method 'window-mean'"),
+    ({"method": "linear", "max_distance_s": 0.2}, "only used by method 'nearest'"),
+])
+def test_bad_parameters_are_refused(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        align_track(T, V, None, T, **kwargs)  # type: ignore[arg-type]
+
+
+def test_unsorted_track_times_are_refused() -> None:
+    with pytest.raises(ValueError, match="non-decreasing"):
+        align_track([0.0, 0.2, 0.1], [1, 2, 3], None, [0.1], method="nearest")
+
+
+def test_align_feature_array_uses_the_stored_times_and_mask() -> None:
+    feats = FeatureArray(video_id="v", kind="frame", values=V.astype(np.float32), frame=np.arange(5),
+                         time_s=T * 2, mask=np.array([True, False, True, True, True]))
+    out, mask = align_feature_array(feats, [0.2, 0.4], method="nearest")
+    assert mask.tolist() == [False, True]
+    assert out.tolist() == [0.0, 3.0]
+
+
+# ---- property tests against a brute-force reference ------------------------------------------------
+def _reference(times: np.ndarray, values: np.ndarray, valid: np.ndarray, target: float, method: str,
+               window_s: float) -> tuple[float, bool]:
+    if method == "nearest":
+        dist = np.abs(times - target)
+        best = int(np.flatnonzero(dist == dist.min())[0])  # ties: the earlier row
+        limit = 0.5 * float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+        ok = bool(valid[best]) and dist[best] <= limit
+        return (float(values[best]) if ok else 0.0), ok
+    if method == "linear":
+        if target < times[0] or target > times[-1]:
+            return 0.0, False
+        lo = int(np.flatnonzero(times <= target)[-1])
+        if times[lo] == target:
+            return (float(values[lo]), True) if valid[lo] else (0.0, False)
+        hi = lo + 1
+        if not (valid[lo] and valid[hi]):
+            return 0.0, False
+        w = (target - times[lo]) / (times[hi] - times[lo])
+        return float(values[lo] * (1 - w) + values[hi] * w), True
+    inside = (np.abs(times - target) <= window_s / 2) & valid
+    return (float(values[inside].mean()), True) if inside.any() else (0.0, False)
+
+
+@st.composite
+def _tracks(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    n = draw(st.integers(1, 12))
+    steps = draw(st.lists(st.integers(1, 5), min_size=n - 1, max_size=n - 1))
+    times = np.concatenate([[0.0], np.cumsum(steps)]) * 0.04
+    values = np.array(draw(st.lists(st.integers(-100, 100), min_size=n, max_size=n)), dtype=float) / 10
+    valid = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    targets = np.array(draw(st.lists(st.integers(-10, 80), min_size=1, max_size=10)), dtype=float) * 0.013
+    return times, values, valid, targets
+
+
+@settings(max_examples=150, deadline=None)
+@given(track=_tracks(), method=st.sampled_from(["nearest", "linear", "window-mean"]),
+       window=st.sampled_from([0.05, 0.13, 0.3]))
+def test_alignment_matches_a_brute_force_reference(
+        track: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], method: str, window: float) -> None:
+    times, values, valid, targets = track
+    out, mask = align_track(times, values, valid, targets, method=method,  # type: ignore[arg-type]
+                            window_s=window if method == "window-mean" else None)
+    for k, target in enumerate(targets):
+        want, ok = _reference(times, values, valid, float(target), method, window)
+        assert bool(mask[k]) == ok, (method, target)
+        assert out[k] == pytest.approx(want, abs=1e-9), (method, target)
