@@ -9,7 +9,6 @@ do not depend on batch composition.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +25,7 @@ from affectcache.extractors.errors import ConfigError
 from affectcache.extractors.pretrained import from_pretrained_kwargs
 from affectcache.extractors.records import FeatureArray
 from affectcache.extractors.registry import register_extractor
-from affectcache.extractors.standins import stand_in_warning
+from affectcache.extractors.standins import demo_model
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -72,14 +71,10 @@ class ASTExtractor(AudioWindowExtractor[ASTConfig]):
 
     @classmethod
     def demo_config(cls, workdir: Path) -> ASTConfig:
-        real = os.environ.get("AFFECTCACHE_DEMO_AST_MODEL")
-        if real:
-            return ASTConfig(model=real)
         from affectcache.extractors.audio_standins import tiny_ast
 
-        path = tiny_ast(workdir / "tiny-ast")
-        stand_in_warning(cls.name, str(path))
-        return ASTConfig(model=str(path))
+        model, _ = demo_model(cls.name, lambda: tiny_ast(workdir / "tiny-ast"))
+        return ASTConfig(model=model)
 
     def _load(self) -> _Loaded:
         from transformers import ASTFeatureExtractor, ASTModel

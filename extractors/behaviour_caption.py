@@ -22,7 +22,6 @@ Backends: ``transformers`` (CPU/GPU, the tests' path) and ``vllm`` (GPU hosts; e
 from __future__ import annotations
 
 import logging
-import os
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -151,16 +150,14 @@ class BehaviourCaptionExtractor(Extractor[BehaviourCaptionConfig]):
 
     @classmethod
     def demo_config(cls, workdir: Path) -> BehaviourCaptionConfig:
-        real = os.environ.get("AFFECTCACHE_DEMO_BEHAVIOUR_CAPTION_MODEL")
-        if real:
-            return ras(model=real)
         from affectcache.extractors.language_standins import tiny_qwen2_5_vl
-        from affectcache.extractors.standins import stand_in_warning
+        from affectcache.extractors.standins import demo_model
 
-        path = tiny_qwen2_5_vl(workdir / "tiny-qwen2.5-vl")
-        stand_in_warning(cls.name, str(path))
+        model, stand_in = demo_model(cls.name, lambda: tiny_qwen2_5_vl(workdir / "tiny-qwen2.5-vl"))
+        if not stand_in:
+            return ras(model=model)
         # Few, small frames and short answers: the demo runs on 2 CPU cores.
-        return ras(model=str(path), fps=1.0, max_frames=4, min_pixels=56 * 56, max_pixels=56 * 84,
+        return ras(model=model, fps=1.0, max_frames=4, min_pixels=56 * 56, max_pixels=56 * 84,
                    max_new_tokens=8, window_s=8.0, hop_s=8.0)
 
     def model_info(self) -> dict[str, Any]:

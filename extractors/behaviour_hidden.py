@@ -14,7 +14,6 @@ states of prompt tokens.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -112,15 +111,13 @@ class BehaviourHiddenExtractor(Extractor[BehaviourHiddenConfig]):
 
     @classmethod
     def demo_config(cls, workdir: Path) -> BehaviourHiddenConfig:
-        real = os.environ.get("AFFECTCACHE_DEMO_BEHAVIOUR_HIDDEN_MODEL")
-        if real:
-            return BehaviourHiddenConfig(model=real)
         from affectcache.extractors.language_standins import tiny_qwen3_vl
-        from affectcache.extractors.standins import stand_in_warning
+        from affectcache.extractors.standins import demo_model
 
-        path = tiny_qwen3_vl(workdir / "tiny-qwen3-vl")
-        stand_in_warning(cls.name, str(path))
-        return BehaviourHiddenConfig(model=str(path), fps=1.0, max_frames=4, min_pixels=64 * 64,
+        model, stand_in = demo_model(cls.name, lambda: tiny_qwen3_vl(workdir / "tiny-qwen3-vl"))
+        if not stand_in:
+            return BehaviourHiddenConfig(model=model)
+        return BehaviourHiddenConfig(model=model, fps=1.0, max_frames=4, min_pixels=64 * 64,
                                      max_pixels=64 * 96, window_s=8.0, hop_s=8.0)
 
     def model_info(self) -> dict[str, Any]:

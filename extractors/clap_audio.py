@@ -19,7 +19,6 @@ which would make the result depend on batch composition (so it is overridden). U
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -37,7 +36,7 @@ from affectcache.extractors.errors import ConfigError
 from affectcache.extractors.pretrained import from_pretrained_kwargs
 from affectcache.extractors.records import FeatureArray
 from affectcache.extractors.registry import register_extractor
-from affectcache.extractors.standins import stand_in_warning
+from affectcache.extractors.standins import demo_model
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -95,14 +94,10 @@ class ClapAudioExtractor(AudioWindowExtractor[ClapAudioConfig]):
 
     @classmethod
     def demo_config(cls, workdir: Path) -> ClapAudioConfig:
-        real = os.environ.get("AFFECTCACHE_DEMO_CLAP_AUDIO_MODEL")
-        if real:
-            return ClapAudioConfig(model=real)
         from affectcache.extractors.audio_standins import tiny_clap
 
-        path = tiny_clap(workdir / "tiny-clap")
-        stand_in_warning(cls.name, str(path))
-        return ClapAudioConfig(model=str(path))
+        model, _ = demo_model(cls.name, lambda: tiny_clap(workdir / "tiny-clap"))
+        return ClapAudioConfig(model=model)
 
     def _load(self) -> _Loaded:
         from transformers import ClapFeatureExtractor, ClapModel

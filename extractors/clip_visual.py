@@ -17,7 +17,6 @@ Defaults: ``openai/clip-vit-base-patch16`` (Kookmin); :func:`scd_clip_scene_conf
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -127,15 +126,11 @@ def load_clip(config: ClipModelConfig) -> LoadedClip:
 
 
 def _demo_model(name: str, workdir: Path) -> str:
-    real = os.environ.get("AFFECTCACHE_DEMO_CLIP_MODEL")
-    if real:
-        return real
-    from affectcache.extractors.standins import stand_in_warning
+    from affectcache.extractors.standins import demo_model
     from affectcache.extractors.visual_standins import tiny_clip
 
-    path = tiny_clip(workdir / "tiny-clip")
-    stand_in_warning("clip", str(path))
-    return str(path)
+    # One variable for both CLIP modalities: AFFECTCACHE_DEMO_CLIP_MODEL.
+    return demo_model("clip", lambda: tiny_clip(workdir / "tiny-clip"))[0]
 
 
 @register_extractor

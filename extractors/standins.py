@@ -57,3 +57,17 @@ def stand_in_warning(name: str, path: str) -> None:
     logger.warning("%s: the demo uses a tiny RANDOM stand-in model at %s (no real weights configured: "
                    "set AFFECTCACHE_DEMO_%s_MODEL to a hub id or folder to use real ones); its features "
                    "carry no meaning", name, path, name.upper().replace("-", "_"))
+
+
+def demo_model(name: str, build: Callable[[], Path]) -> tuple[str, bool]:
+    """The model the offline demo runs extractor ``name`` with, and whether it is a stand-in.
+
+    ``AFFECTCACHE_DEMO_<NAME>_MODEL`` (a hub id or a local folder) selects real weights; otherwise
+    ``build()`` makes (or reuses) a tiny random stand-in and a warning says so.
+    """
+    real = os.environ.get(f"AFFECTCACHE_DEMO_{name.upper().replace('-', '_')}_MODEL")
+    if real:
+        return real, False
+    path = build()
+    stand_in_warning(name, str(path))
+    return str(path), True

@@ -17,7 +17,6 @@ item where nothing at all was recognised gets one empty, masked row spanning it.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -132,15 +131,13 @@ class WhisperTranscriptExtractor(Extractor[WhisperTranscriptConfig]):
 
     @classmethod
     def demo_config(cls, workdir: Path) -> WhisperTranscriptConfig:
-        real = os.environ.get("AFFECTCACHE_DEMO_TRANSCRIPT_WHISPER_MODEL")
-        if real:
-            return WhisperTranscriptConfig(backend="transformers", model=real)
         from affectcache.extractors.language_standins import tiny_hf_whisper
-        from affectcache.extractors.standins import stand_in_warning
+        from affectcache.extractors.standins import demo_model
 
-        path = tiny_hf_whisper(workdir / "tiny-whisper")
-        stand_in_warning(cls.name, str(path))
-        return WhisperTranscriptConfig(backend="transformers", model=str(path), language="en",
+        model, stand_in = demo_model(cls.name, lambda: tiny_hf_whisper(workdir / "tiny-whisper"))
+        if not stand_in:
+            return WhisperTranscriptConfig(backend="transformers", model=model)
+        return WhisperTranscriptConfig(backend="transformers", model=model, language="en",
                                        max_new_tokens=12)
 
     def model_info(self) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +36,7 @@ from affectcache.extractors.errors import ConfigError
 from affectcache.extractors.pretrained import from_pretrained_kwargs
 from affectcache.extractors.records import FeatureArray
 from affectcache.extractors.registry import register_extractor
-from affectcache.extractors.standins import stand_in_warning
+from affectcache.extractors.standins import demo_model
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -123,14 +122,10 @@ class Wav2Vec2EmotionExtractor(AudioWindowExtractor[Wav2Vec2EmotionConfig]):
 
     @classmethod
     def demo_config(cls, workdir: Path) -> Wav2Vec2EmotionConfig:
-        real = os.environ.get("AFFECTCACHE_DEMO_WAV2VEC2_EMOTION_MODEL")
-        if real:
-            return Wav2Vec2EmotionConfig(model=real)
         from affectcache.extractors.audio_standins import tiny_wav2vec2_emotion
 
-        path = tiny_wav2vec2_emotion(workdir / "tiny-wav2vec2-emotion")
-        stand_in_warning(cls.name, str(path))
-        return Wav2Vec2EmotionConfig(model=str(path))
+        model, _ = demo_model(cls.name, lambda: tiny_wav2vec2_emotion(workdir / "tiny-wav2vec2-emotion"))
+        return Wav2Vec2EmotionConfig(model=model)
 
     def _load(self) -> _Loaded:
         cfg = self.config

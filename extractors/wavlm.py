@@ -21,7 +21,6 @@ they get none, and every window is padded to ``window_s`` so results never depen
 from __future__ import annotations
 
 import itertools
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -47,7 +46,7 @@ from affectcache.extractors.pretrained import (
 )
 from affectcache.extractors.records import FeatureArray
 from affectcache.extractors.registry import register_extractor
-from affectcache.extractors.standins import stand_in_warning
+from affectcache.extractors.standins import demo_model
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -177,14 +176,10 @@ class WavLMExtractor(AudioWindowExtractor[WavLMConfig]):
 
     @classmethod
     def demo_config(cls, workdir: Path) -> WavLMConfig:
-        real = os.environ.get("AFFECTCACHE_DEMO_WAVLM_MODEL")
-        if real:
-            return WavLMConfig(model=real)
         from affectcache.extractors.audio_standins import tiny_wavlm
 
-        path = tiny_wavlm(workdir / "tiny-wavlm")
-        stand_in_warning(cls.name, str(path))
-        return WavLMConfig(model=str(path))
+        model, _ = demo_model(cls.name, lambda: tiny_wavlm(workdir / "tiny-wavlm"))
+        return WavLMConfig(model=model)
 
     def model_info(self) -> dict[str, Any]:
         info = model_identity(self.config.model, self.config.revision)
