@@ -24,7 +24,8 @@ import numpy as np
 from affectcache.extractors.assets import AssetError, asset_path, fetch_asset, get_asset
 from affectcache.extractors.base import NO_UPSTREAM, Extractor, Upstream
 from affectcache.extractors.config import ExtractorConfig
-from affectcache.extractors.media import iter_frames, probe
+from affectcache.extractors.media import iter_frames
+from affectcache.extractors.mediapipe_tasks import base_options, decode_size, mp_image
 from affectcache.extractors.records import FeatureArray, MediaItem
 from affectcache.extractors.registry import register_extractor
 
@@ -106,13 +107,11 @@ class MediaPipeBlendshapeEngine:
     """The real engine: MediaPipe Tasks FaceLandmarker in VIDEO mode, one landmarker per video."""
 
     def __init__(self, model_path: Path, config: BlendshapesConfig) -> None:
-        import mediapipe as mp  # type: ignore[import-untyped,unused-ignore]
-        from mediapipe.tasks.python import BaseOptions, vision  # type: ignore[import-untyped,unused-ignore]
+        from mediapipe.tasks.python import vision  # type: ignore[import-untyped,unused-ignore]
 
-        self._mp = mp
         self._vision = vision
         self._options = vision.FaceLandmarkerOptions(
-            base_options=BaseOptions(model_asset_path=str(model_path)),
+            base_options=base_options(model_path),
             running_mode=vision.RunningMode.VIDEO, num_faces=1, output_face_blendshapes=True,
             min_face_detection_confidence=config.min_face_detection_confidence,
             min_face_presence_confidence=config.min_face_presence_confidence,
@@ -122,8 +121,7 @@ class MediaPipeBlendshapeEngine:
                     ) -> Iterator[npt.NDArray[np.float32] | None]:
         with self._vision.FaceLandmarker.create_from_options(self._options) as landmarker:
             for rgb, ts_ms in frames:
-                image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
-                result = landmarker.detect_for_video(image, ts_ms)
+                result = landmarker.detect_for_video(mp_image(rgb), ts_ms)
                 if not result.face_blendshapes:
                     yield None
                     continue
@@ -177,7 +175,7 @@ class BlendshapesExtractor(Extractor[BlendshapesConfig]):
     def extract(self, item: MediaItem, upstream: Upstream = NO_UPSTREAM) -> FeatureArray:
         cfg = self.config
         engine: BlendshapeEngine = self.model
-        size = _target_size(item.path, cfg.max_side)
+        size = decode_size(item.path, cfg.max_side)
         offset_s = item.start_s or 0.0
         frames: list[int] = []
         times: list[float] = []
@@ -204,13 +202,3 @@ class BlendshapesExtractor(Extractor[BlendshapesConfig]):
             time_s=np.asarray(times, dtype=np.float64), mask=mask,
             attrs={"categories": list(BLENDSHAPE_NAMES), "fps": cfg.fps, "offset_s": offset_s,
                    "frame_size": list(size) if size else None, "faces_found": int(mask.sum())})
-
-
-def _target_size(path: str, max_side: int) -> tuple[int, int] | None:
-    """``(width, height)`` to decode at so the longer side is at most ``max_side`` (None = as is)."""
-    info = probe(path)
-    if not info.width or not info.height or max(info.width, info.height) <= max_side:
-        return None
-    scale = max_side / max(info.width, info.height)
-    # Even sizes: swscale and most decoders prefer them, and it keeps results stable across builds.
-    return max(2, round(info.width * scale / 2) * 2), max(2, round(info.height * scale / 2) * 2)

@@ -125,7 +125,7 @@ def load_clip(config: ClipModelConfig) -> LoadedClip:
     return LoadedClip(model=model, processor=processor, device=device, dtype=dtype)
 
 
-def _demo_model(name: str, workdir: Path) -> str:
+def _demo_model(workdir: Path) -> str:
     from affectcache.extractors.standins import demo_model
     from affectcache.extractors.visual_standins import tiny_clip
 
@@ -145,7 +145,7 @@ class ClipFaceExtractor(FaceCropEmbedder[ClipFaceConfig]):
 
     @classmethod
     def demo_config(cls, workdir: Path) -> ClipFaceConfig:
-        return ClipFaceConfig(model=_demo_model(cls.name, workdir), max_side=320)
+        return ClipFaceConfig(model=_demo_model(workdir), max_side=320)
 
     def model_info(self) -> dict[str, Any]:
         return model_identity(self.config.model, self.config.revision)
@@ -173,7 +173,7 @@ class ClipSceneExtractor(FrameEmbedder[ClipSceneConfig]):
 
     @classmethod
     def demo_config(cls, workdir: Path) -> ClipSceneConfig:
-        return ClipSceneConfig(model=_demo_model(cls.name, workdir), fps=1.0, max_side=320)
+        return ClipSceneConfig(model=_demo_model(workdir), fps=1.0, max_side=320)
 
     def model_info(self) -> dict[str, Any]:
         return model_identity(self.config.model, self.config.revision)
