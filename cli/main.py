@@ -88,7 +88,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     @stream.setter
     def stream(self, value: Any) -> None:
-        pass
+        """Ignore assignments: the stream is always the current ``sys.stderr``."""
 
 
 ManifestOpt = Annotated[Path, typer.Option("--manifest", "-m", help="Manifest (CSV or JSONL).")]
