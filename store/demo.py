@@ -11,6 +11,7 @@ Layout under ``out``: ``media/`` (clips + corpus.json), ``demo.jsonl`` (manifest
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +24,17 @@ from affectcache.extractors.registry import available_extractors, get_extractor_
 from affectcache.extractors.synthetic import DemoClip, generate_demo_corpus
 from affectcache.store.build import BuildReport, build
 from affectcache.store.errors import StoreError
+from affectcache.store.executors import (
+    InProcessExecutor,
+    SupportsSubmit,
+    default_worker_count,
+    local_dask_client,
+)
 from affectcache.store.manifest import Manifest, load_manifest, write_manifest
 from affectcache.store.zarr_store import FeatureStore, label_modality
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterator, Mapping
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +56,17 @@ class DemoResult:
     """The feature store."""
     reports: tuple[BuildReport, ...]
     """One build report per demo modality, in build order."""
+
+
+@contextlib.contextmanager
+def _shared_executor(workers: int | None) -> Iterator[SupportsSubmit]:
+    """One executor for every demo modality: worker processes start (and import torch) once."""
+    n = default_worker_count() if workers is None else workers
+    if n <= 0:
+        yield InProcessExecutor()
+        return
+    with local_dask_client(n) as client:
+        yield client
 
 
 def demo_plan(workdir: Path) -> list[tuple[str, Any]]:
@@ -120,9 +138,10 @@ def run_demo(out_dir: str | Path, *, workers: int | None = None, progress: bool 
     reports = []
     work = out / "work"
     work.mkdir(exist_ok=True)
-    for name, config in demo_plan(work):
-        if extractors is not None and name not in extractors:
-            continue
-        reports.append(build(name, manifest, store, config=config, workers=workers, progress=progress))
+    plan = [(n, c) for n, c in demo_plan(work) if extractors is None or n in extractors]
+    with _shared_executor(workers) as executor:
+        for name, config in plan:
+            reports.append(build(name, manifest, store, config=config, executor=executor, workers=workers,
+                                 progress=progress))
     return DemoResult(out_dir=out, manifest_path=manifest_path, manifest=manifest, store=store,
                       reports=tuple(reports))
