@@ -134,11 +134,17 @@ def show_config(name: NameArg) -> None:
         typer.echo(yaml.safe_dump({key: value}, sort_keys=False).rstrip())
 
 
-def _load_config(name: str, config_file: Path | None, overrides: Sequence[str] | None,
-                 base: dict[str, Any] | None = None) -> dict[str, Any]:
+def _load_configs(names: Sequence[str], config_file: Path | None, overrides: Sequence[str] | None,
+                  bases: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """Config fields per modality from a YAML/JSON file and ``--set`` overrides, checked strictly.
+
+    With one modality the file holds its fields and ``--set key=value`` sets one. With several, the file
+    maps modality names to their fields and overrides name their modality: ``--set mfcc.n_mfcc=20``.
+    """
     import yaml
 
-    data: dict[str, Any] = dict(base or {})
+    configs: dict[str, dict[str, Any]] = {name: dict((bases or {}).get(name, {})) for name in names}
+    single = len(names) == 1
     if config_file is not None:
         try:
             loaded = yaml.safe_load(config_file.read_text())
@@ -146,14 +152,27 @@ def _load_config(name: str, config_file: Path | None, overrides: Sequence[str] |
             raise ConfigError(f"{config_file}: not valid YAML/JSON: {exc}") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{config_file}: expected a mapping of config fields")
-        data.update(loaded)
+        per_name = {names[0]: loaded} if single else loaded
+        unknown = sorted(set(per_name) - set(names))
+        if unknown or not all(isinstance(v, dict) for v in per_name.values()):
+            raise ConfigError(f"{config_file}: with several modalities, map each of {list(names)} to its "
+                              f"fields (unexpected: {unknown})")
+        for name, fields in per_name.items():
+            configs[name].update(fields)
     for item in overrides or ():
         key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected key=value")
-        data[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
-    get_extractor_cls(name).config_type.from_dict(data)  # refuse bad fields before any work
-    return data
+        target, dot, field = key.partition(".")
+        if not dot or target not in configs:
+            if not single:
+                raise ConfigError(f"--set {item!r}: name the modality, as in --set {names[0]}.FIELD=VALUE")
+            target, field = names[0], key
+        configs[target][field] = yaml.safe_load(raw) if raw.strip() else None
+    for name, data in configs.items():
+        get_extractor_cls(name).config_type.from_dict(data)  # refuse bad fields before any work
+    return configs
 
 
 @contextlib.contextmanager
@@ -167,36 +186,40 @@ def _executor(scheduler: str | None) -> Iterator[Any]:
         yield client
 
 
-def _run_build(name: str, manifest: Path, store: str, config: dict[str, Any], *, workers: int | None,
-               scheduler: str | None, overwrite: bool, only: Sequence[str] | None,
+def _run_build(names: Sequence[str], manifest: Path, store: str, configs: dict[str, dict[str, Any]], *,
+               workers: int | None, scheduler: str | None, overwrite: bool, only: Sequence[str] | None,
                redo: Sequence[str] = ()) -> None:
-    from affectcache.store.build import build
+    from affectcache.store.build import build_many
     from affectcache.store.manifest import load_manifest
 
     if workers is not None and scheduler is not None:
         raise ConfigError("give either --workers or --scheduler, not both")
     items = load_manifest(manifest)
     with _executor(scheduler) as executor:
-        report = build(name, items, store, config=config, executor=executor, workers=workers,
-                       overwrite=overwrite, only=only or None, redo=redo, progress=sys.stderr.isatty())
-    typer.echo(report.summary())
-    for failure in report.failed:
-        typer.echo(f"  failed {failure.video_id}: {failure.error}: {failure.message}", err=True)
-    if not report.ok:
+        reports = build_many(names, items, store, configs=configs, executor=executor, workers=workers,
+                             overwrite=overwrite, only=only or None, redo=redo, progress=sys.stderr.isatty())
+    for report in reports:
+        typer.echo(report.summary())
+        for failure in report.failed:
+            typer.echo(f"  failed {failure.video_id}: {failure.error}: {failure.message}", err=True)
+    if not all(report.ok for report in reports):
         raise typer.Exit(EXIT_ITEM_FAILURES)
 
 
 @app.command()
 @cli_errors
 def extract(
-    name: NameArg, manifest: ManifestOpt, store: StoreOpt, config: ConfigOpt = None, set_: SetOpt = None,
+    names: Annotated[list[str], typer.Argument(
+        help="Extractor / modality names (see `affectcache list`); several are built together, decoding "
+             "each item once.", autocompletion=_complete_extractor)],
+    manifest: ManifestOpt, store: StoreOpt, config: ConfigOpt = None, set_: SetOpt = None,
     workers: WorkersOpt = None, scheduler: SchedulerOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Delete the modality first and rebuild it all.")] = False,
     only: OnlyOpt = None,
 ) -> None:
-    """Extract one modality for the manifest's items into the store (missing/stale items only)."""
-    cfg = _load_config(name, config, set_)
-    _run_build(name, manifest, store, cfg, workers=workers, scheduler=scheduler, overwrite=overwrite,
+    """Extract modalities for the manifest's items into the store (missing/stale items only)."""
+    configs = _load_configs(names, config, set_)
+    _run_build(names, manifest, store, configs, workers=workers, scheduler=scheduler, overwrite=overwrite,
                only=only)
 
 
@@ -211,12 +234,12 @@ def rebuild(
 
     fs = FeatureStore(store)
     base = dict(fs.provenance(name)["config"]) if fs.has_modality(name) else {}
-    cfg = _load_config(name, config, set_, base=base)
+    configs = _load_configs([name], config, set_, bases={name: base})
     if only:
-        _run_build(name, manifest, store, cfg, workers=workers, scheduler=scheduler, overwrite=False,
+        _run_build([name], manifest, store, configs, workers=workers, scheduler=scheduler, overwrite=False,
                    only=only, redo=only)
     else:
-        _run_build(name, manifest, store, cfg, workers=workers, scheduler=scheduler, overwrite=True,
+        _run_build([name], manifest, store, configs, workers=workers, scheduler=scheduler, overwrite=True,
                    only=None)
 
 

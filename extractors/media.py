@@ -14,10 +14,12 @@ Clips are half-open: ``[start_s, end_s)``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import stat
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -868,5 +870,31 @@ def decode_audio(
         BadMediaError: Missing/empty/corrupt/truncated file, no audio stream, clip bounds outside
             the file, or no sample decoded.
     """
+    memo = _AUDIO_MEMO.get()
+    key = (str(path), int(sample_rate), start_s, end_s)
+    if memo is not None and key in memo:
+        return memo[key].copy()  # a copy: callers may modify their waveform in place
     chunks = list(iter_audio(path, sample_rate=sample_rate, chunk_s=600.0, start_s=start_s, end_s=end_s))
-    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+    audio = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+    if memo is not None:
+        memo[key] = audio.copy()
+    return audio
+
+
+_AUDIO_MEMO: ContextVar[dict[tuple[str, int, float | None, float | None], npt.NDArray[np.float32]] | None] = (
+    ContextVar("affectcache_audio_memo", default=None))
+
+
+@contextlib.contextmanager
+def shared_audio_decoding() -> Iterator[None]:
+    """Within the block, :func:`decode_audio` decodes each (file, rate, clip) once and reuses it.
+
+    The build runner opens one around a task that builds several modalities, so audio extractors built
+    together share one decode (and resample) per item and sample rate. Outputs are unchanged: the
+    reused samples are exactly what a fresh decode returns.
+    """
+    token = _AUDIO_MEMO.set({})
+    try:
+        yield
+    finally:
+        _AUDIO_MEMO.reset(token)

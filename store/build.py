@@ -23,9 +23,12 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from affectcache.extractors.base import Extractor
 from affectcache.extractors.config import ExtractorConfig
 from affectcache.extractors.errors import BadMediaError, ConfigError
+from affectcache.extractors.media import shared_audio_decoding
 from affectcache.extractors.provenance import utc_now
+from affectcache.extractors.records import MediaItem
 from affectcache.extractors.registry import get_extractor_cls
 from affectcache.store.errors import FeatureNotFoundError, StoreError
 from affectcache.store.executors import (
@@ -45,8 +48,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
     from pathlib import Path
 
-    from affectcache.extractors.base import Extractor, Upstream
-    from affectcache.extractors.records import MediaItem
+    from affectcache.extractors.base import Upstream
     from affectcache.store.manifest import Manifest
 
 logger = logging.getLogger(__name__)
@@ -104,7 +106,7 @@ class BuildReport:
     failed: list[ItemFailure] = field(default_factory=list)
     """Per-item failures (bad media, missing upstream)."""
     seconds: float = 0.0
-    """Wall time of the run."""
+    """Wall time of the run (of the whole call when several modalities were built together)."""
 
     @property
     def ok(self) -> bool:
@@ -131,13 +133,7 @@ def build(
     store: FeatureStore | str | Path,
     *,
     config: ExtractorConfig | Mapping[str, Any] | None = None,
-    executor: SupportsSubmit | None = None,
-    workers: int | None = None,
-    overwrite: bool = False,
-    only: Sequence[str] | None = None,
-    redo: Sequence[str] = (),
-    videos_per_task: int | None = None,
-    progress: bool = False,
+    **options: Any,
 ) -> BuildReport:
     """Build (or complete) one modality of ``store`` for the items of a manifest.
 
@@ -146,52 +142,130 @@ def build(
         items: The manifest (or its items).
         store: Store object or URL.
         config: Extractor config (object or plain data); None = defaults.
+        **options: As for :func:`build_many` (executor, workers, overwrite, only, redo, videos_per_task,
+            progress).
+
+    Returns:
+        What was written, skipped and failed.
+    """
+    return build_many([modality], items, store, configs={modality: config}, **options)[0]
+
+
+def build_many(
+    modalities: Sequence[str],
+    items: Manifest | Sequence[MediaItem],
+    store: FeatureStore | str | Path,
+    *,
+    configs: Mapping[str, ExtractorConfig | Mapping[str, Any] | None] | None = None,
+    executor: SupportsSubmit | None = None,
+    workers: int | None = None,
+    overwrite: bool = False,
+    only: Sequence[str] | None = None,
+    redo: Sequence[str] = (),
+    videos_per_task: int | None = None,
+    progress: bool = False,
+) -> list[BuildReport]:
+    """Build several modalities together: one task per chunk of videos runs every modality in turn.
+
+    Modalities are run in dependency order (a modality whose upstream is built in the same call comes
+    after it, and reads what the same task just wrote). Within a task, audio is decoded once per item
+    and sample rate for all modalities (:func:`~affectcache.extractors.media.shared_audio_decoding`).
+    An item that fails in an upstream modality is recorded as a missing-upstream failure downstream.
+
+    Args:
+        modalities: Registered extractor names (store group names), in any order.
+        items: The manifest (or its items).
+        store: Store object or URL.
+        configs: Config (object or plain data) per modality; missing = defaults.
         executor: Anything with ``submit``; None = a local Dask cluster of ``workers`` processes
             (``workers=0`` runs in this process).
         workers: Local worker processes when ``executor`` is None; default one per core.
-        overwrite: Delete the modality first (needed when config, version or model changed).
+        overwrite: Delete the modalities first (needed when config, version or model changed).
         only: Restrict the run to these video ids.
         redo: Rebuild these ids even if complete.
         videos_per_task: Items per task (default: enough tasks to keep every worker busy).
         progress: Show a progress bar on stderr.
 
     Returns:
-        What was written, skipped and failed.
+        One report per modality, in the order given.
 
     Raises:
-        ProvenanceMismatchError: The modality exists with another identity and ``overwrite`` is false.
-        LockHeldError: Another builder holds this modality.
+        ProvenanceMismatchError: A modality exists with another identity and ``overwrite`` is false.
+        LockHeldError: Another builder holds one of the modalities.
     """
     started = time.perf_counter()
+    if len(set(modalities)) != len(modalities):
+        raise StoreError(f"a modality is named twice in {list(modalities)}")
     fs = store if isinstance(store, FeatureStore) else FeatureStore(store)
-    extractor = make_extractor(modality, config)
+    extractors = {name: make_extractor(name, (configs or {}).get(name)) for name in modalities}
+    order = _dependency_order(extractors)
     todo_items = _select(list(items), only)
-    with ModalityLock(fs, modality):
-        upstream_fps = _upstream_fingerprints(fs, extractor)
-        provenance = extractor.provenance(upstream_fps)
-        fs.init_modality(modality, provenance, overwrite=overwrite)
-        report = BuildReport(modality=modality, store=fs.url, fingerprint=provenance["config_fingerprint"])
-        states = fs.entry_states(modality)
-        redo_ids = {validate_video_id(v) for v in redo}
-        plan: list[MediaItem] = []
-        for item in todo_items:
-            if item.video_id not in redo_ids and _is_current(states.get(item.video_id), item):
-                report.skipped.append(item.video_id)
-            else:
-                plan.append(item)
-        plan, missing = _check_upstream(fs, extractor, plan)
-        report.failed.extend(missing)
-        if missing:
-            fs.record_failures(modality, {f.video_id: f.record() for f in missing})
-        report.planned = len(plan)
-        logger.info("%s: %d to build, %d already complete", modality, len(plan), len(report.skipped))
-        if plan:
-            with _executor(executor, workers, len(plan)) as (ex, n_workers):
-                per_task = videos_per_task or max(1, min(8, math.ceil(len(plan) / (4 * n_workers))))
-                _run(fs, extractor, plan, ex, per_task, report, progress)
-    report.seconds = time.perf_counter() - started
-    logger.info(report.summary())
-    return report
+    redo_ids = {validate_video_id(v) for v in redo}
+    with contextlib.ExitStack() as locks:
+        for name in order:
+            locks.enter_context(ModalityLock(fs, name))
+        jobs: dict[str, _Job] = {}
+        for name in order:
+            extractor = extractors[name]
+            provenance = extractor.provenance(_upstream_fingerprints(fs, extractor))
+            fs.init_modality(name, provenance, overwrite=overwrite)
+            report = BuildReport(modality=name, store=fs.url, fingerprint=provenance["config_fingerprint"])
+            states = fs.entry_states(name)
+            plan: list[MediaItem] = []
+            for item in todo_items:
+                if item.video_id not in redo_ids and _is_current(states.get(item.video_id), item):
+                    report.skipped.append(item.video_id)
+                else:
+                    plan.append(item)
+            jobs[name] = _Job(extractor=extractor, report=report, plan=plan)
+        for job in jobs.values():
+            _check_upstream(fs, job, jobs)
+        work = [it for it in todo_items if any(it.video_id in job.planned_ids for job in jobs.values())]
+        for job in jobs.values():
+            job.report.planned = len(job.plan)
+            logger.info("%s: %d to build, %d already complete", job.extractor.name, len(job.plan),
+                        len(job.report.skipped))
+        if work:
+            with _executor(executor, workers, len(work)) as (ex, n_workers):
+                per_task = videos_per_task or max(1, min(8, math.ceil(len(work) / (4 * n_workers))))
+                _run(fs, [jobs[n] for n in order], work, ex, per_task, progress)
+    seconds = time.perf_counter() - started
+    for job in jobs.values():
+        job.report.seconds = seconds
+        logger.info(job.report.summary())
+    return [jobs[name].report for name in modalities]
+
+
+@dataclass(kw_only=True)
+class _Job:
+    """One modality of a build, as planned on the driver."""
+
+    extractor: Extractor[Any]
+    report: BuildReport
+    plan: list[MediaItem]
+
+    @property
+    def planned_ids(self) -> set[str]:
+        return {it.video_id for it in self.plan}
+
+
+def _dependency_order(extractors: Mapping[str, Extractor[Any]]) -> list[str]:
+    """Names ordered so that a modality comes after the ones it requires (among those given)."""
+    ordered: list[str] = []
+
+    def visit(name: str, trail: tuple[str, ...]) -> None:
+        if name in ordered:
+            return
+        if name in trail:
+            raise StoreError(f"modality requirements form a cycle: {' -> '.join((*trail, name))}")
+        for required in extractors[name].upstream_modalities():
+            if required in extractors:
+                visit(required, (*trail, name))
+        ordered.append(name)
+
+    for name in extractors:
+        visit(name, ())
+    return ordered
 
 
 def _select(items: list[MediaItem], only: Sequence[str] | None) -> list[MediaItem]:
@@ -231,21 +305,26 @@ def _upstream_fingerprints(fs: FeatureStore, extractor: Extractor[Any]) -> dict[
     return fingerprints
 
 
-def _check_upstream(fs: FeatureStore, extractor: Extractor[Any],
-                    plan: list[MediaItem]) -> tuple[list[MediaItem], list[ItemFailure]]:
-    if not extractor.upstream_modalities():
-        return plan, []
-    complete = {name: set(fs.videos(name)) for name in extractor.upstream_modalities()}
-    ready, failed = [], []
-    for item in plan:
-        absent = [name for name, done in complete.items() if item.video_id not in done]
+def _check_upstream(fs: FeatureStore, job: _Job, jobs: Mapping[str, _Job]) -> None:
+    """Drop (and record) planned items whose upstream entry is neither complete nor built in this run."""
+    required = job.extractor.upstream_modalities()
+    if not required:
+        return
+    available = {name: set(fs.videos(name)) | (jobs[name].planned_ids if name in jobs else set())
+                 for name in required}
+    ready, missing = [], []
+    for item in job.plan:
+        absent = [name for name, ids in available.items() if item.video_id not in ids]
         if absent:
-            failed.append(ItemFailure(video_id=item.video_id, error=MISSING_UPSTREAM,
-                                      message=f"{item.video_id}: {absent} not built for this item; "
-                                              f"build {absent} first"))
+            missing.append(ItemFailure(video_id=item.video_id, error=MISSING_UPSTREAM,
+                                       message=f"{item.video_id}: {absent} not built for this item; "
+                                               f"build {absent} first"))
         else:
             ready.append(item)
-    return ready, failed
+    job.plan[:] = ready
+    job.report.failed.extend(missing)
+    if missing:
+        fs.record_failures(job.extractor.name, {f.video_id: f.record() for f in missing})
 
 
 @contextlib.contextmanager
@@ -262,25 +341,34 @@ def _executor(executor: SupportsSubmit | None, workers: int | None,
         yield client, min(n, n_items)
 
 
-def _run(fs: FeatureStore, extractor: Extractor[Any], plan: list[MediaItem], executor: SupportsSubmit,
-         per_task: int, report: BuildReport, progress: bool) -> None:
-    config_json = json.dumps(extractor.config.to_dict(), sort_keys=True)
-    gpu = type(extractor.config).uses_gpu and extractor.config.device.startswith("cuda")
-    chunks = [plan[i: i + per_task] for i in range(0, len(plan), per_task)]
-    module = type(extractor).__module__
-    futures = [submit_task(executor, run_task, extractor.name, module, config_json, chunk, fs, gpu=gpu)
+def _run(fs: FeatureStore, jobs: list[_Job], work: list[MediaItem], executor: SupportsSubmit,
+         per_task: int, progress: bool) -> None:
+    specs = [(job.extractor.name, type(job.extractor).__module__,
+              json.dumps(job.extractor.config.to_dict(), sort_keys=True)) for job in jobs]
+    gpu = any(type(job.extractor.config).uses_gpu and job.extractor.config.device.startswith("cuda")
+              for job in jobs)
+    todo = {job.extractor.name: job.planned_ids for job in jobs}
+    by_name = {job.extractor.name: job for job in jobs}
+    chunks = [work[i: i + per_task] for i in range(0, len(work), per_task)]
+    futures = [submit_task(executor, run_task, specs,
+                           {name: sorted(ids & {it.video_id for it in chunk}) for name, ids in todo.items()},
+                           chunk, fs, gpu=gpu)
                for chunk in chunks]
-    with _progress_bar(progress, extractor.name, len(plan)) as advance:
+    label = "+".join(by_name)
+    with _progress_bar(progress, label, len(work)) as advance:
         try:
             for future in as_completed(futures):
-                result: TaskResult = future.result()
-                report.written.extend(result.written)
-                report.failed.extend(result.failed)
-                fs.record_failures(extractor.name, {f.video_id: f.record() for f in result.failed},
-                                   resolved=result.written)
-                for failure in result.failed:
-                    logger.warning("%s: skipped %s: %s", extractor.name, failure.video_id, failure.message)
-                advance(len(result.written) + len(result.failed))
+                results: dict[str, TaskResult] = future.result()
+                for name, result in results.items():
+                    report = by_name[name].report
+                    report.written.extend(result.written)
+                    report.failed.extend(result.failed)
+                    fs.record_failures(name, {f.video_id: f.record() for f in result.failed},
+                                       resolved=result.written)
+                    for failure in result.failed:
+                        logger.warning("%s: skipped %s: %s", name, failure.video_id, failure.message)
+                advance(len({vid for r in results.values() for vid in (*r.written,
+                                                                       *(f.video_id for f in r.failed))}))
         except BaseException:
             cancel_all(futures)
             raise
@@ -310,7 +398,7 @@ def _progress_bar(enabled: bool, name: str, total: int) -> Iterator[Any]:
 
 
 # ---- worker side ------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)
 def _worker_extractor(name: str, module: str, config_json: str) -> Extractor[Any]:
     """One extractor per process and config: weights load once however many tasks arrive."""
     # Importing the defining module registers extractors that are neither built in nor entry points
@@ -319,11 +407,44 @@ def _worker_extractor(name: str, module: str, config_json: str) -> Extractor[Any
     return make_extractor(name, json.loads(config_json))
 
 
-def run_task(name: str, module: str, config_json: str, items: Sequence[MediaItem],
-             fs: FeatureStore) -> TaskResult:
-    """Extract and write a chunk of items (runs on a worker). Only bad media is caught."""
-    started = time.perf_counter()
-    extractor = _worker_extractor(name, module, config_json)
+def run_task(specs: Sequence[tuple[str, str, str]], todo: Mapping[str, Sequence[str]],
+             items: Sequence[MediaItem], fs: FeatureStore) -> dict[str, TaskResult]:
+    """Extract and write a chunk of items for each modality in ``specs`` order (runs on a worker).
+
+    ``specs`` holds ``(name, defining module, config JSON)`` per modality and ``todo`` the ids each
+    modality must build. Only bad media is caught; an item that failed upstream in this task is a
+    missing-upstream failure downstream.
+    """
+    failed_here: dict[str, set[str]] = {}
+    results: dict[str, TaskResult] = {}
+    with shared_audio_decoding():
+        for name, module, config_json in specs:
+            started = time.perf_counter()
+            extractor = _worker_extractor(name, module, config_json)
+            wanted = set(todo.get(name, ()))
+            blocked: list[ItemFailure] = []
+            ready: list[MediaItem] = []
+            for item in items:
+                if item.video_id not in wanted:
+                    continue
+                broken = [up for up in extractor.upstream_modalities()
+                          if item.video_id in failed_here.get(up, set())]
+                if broken:
+                    blocked.append(ItemFailure(video_id=item.video_id, error=MISSING_UPSTREAM,
+                                               message=f"{item.video_id}: {broken} failed for this item "
+                                                       "(see its failure record)"))
+                else:
+                    ready.append(item)
+            written, failed = _extract_and_write(extractor, ready, fs) if ready else ([], [])
+            failed.extend(blocked)
+            failed_here[name] = {f.video_id for f in failed}
+            results[name] = TaskResult(written=tuple(written), failed=tuple(failed),
+                                       seconds=time.perf_counter() - started)
+    return results
+
+
+def _extract_and_write(extractor: Extractor[Any], items: Sequence[MediaItem],
+                       fs: FeatureStore) -> tuple[list[str], list[ItemFailure]]:
     upstream = [_read_upstream(fs, extractor, item) for item in items]
     written: list[str] = []
     failed: list[ItemFailure] = []
@@ -342,10 +463,11 @@ def run_task(name: str, module: str, config_json: str, items: Sequence[MediaItem
     for feats in results:
         asked = by_id.get(feats.video_id)
         if asked is None:
-            raise ConfigError(f"{name} returned features for {feats.video_id!r}, which it was not asked for")
-        fs.write(name, feats, source=asked.source_info())
+            raise ConfigError(f"{extractor.name} returned features for {feats.video_id!r}, which it was "
+                              "not asked for")
+        fs.write(extractor.name, feats, source=asked.source_info())
         written.append(feats.video_id)
-    return TaskResult(written=tuple(written), failed=tuple(failed), seconds=time.perf_counter() - started)
+    return written, failed
 
 
 def _read_upstream(fs: FeatureStore, extractor: Extractor[Any], item: MediaItem) -> Upstream:

@@ -22,7 +22,7 @@ import numpy as np
 from affectcache.extractors.records import FeatureArray, MediaItem
 from affectcache.extractors.registry import available_extractors, get_extractor_cls
 from affectcache.extractors.synthetic import DemoClip, generate_demo_corpus
-from affectcache.store.build import BuildReport, build
+from affectcache.store.build import BuildReport, build_many
 from affectcache.store.errors import StoreError
 from affectcache.store.executors import (
     InProcessExecutor,
@@ -140,8 +140,8 @@ def run_demo(out_dir: str | Path, *, workers: int | None = None, progress: bool 
     work.mkdir(exist_ok=True)
     plan = [(n, c) for n, c in demo_plan(work) if extractors is None or n in extractors]
     with _shared_executor(workers) as executor:
-        for name, config in plan:
-            reports.append(build(name, manifest, store, config=config, executor=executor, workers=workers,
-                                 progress=progress))
+        # All modalities in one pass: each task decodes an item's audio once for every audio modality.
+        reports.extend(build_many([n for n, _ in plan], manifest, store, configs=dict(plan),
+                                  executor=executor, workers=workers, progress=progress))
     return DemoResult(out_dir=out, manifest_path=manifest_path, manifest=manifest, store=store,
                       reports=tuple(reports))

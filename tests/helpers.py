@@ -93,6 +93,44 @@ class DerivedExtractor(Extractor[DerivedConfig]):
                             frame=up.frame, time_s=up.time_s)
 
 
+@dataclass(frozen=True, kw_only=True)
+class AudioLevelConfig(ExtractorConfig):
+    """Config of the audio-level test extractor."""
+
+    sample_rate: int = 16000
+    """Decode rate, Hz."""
+    hop_s: float = 0.1
+    """Row spacing, seconds."""
+
+
+@register_extractor
+class AudioLevelExtractor(Extractor[AudioLevelConfig]):
+    """RMS level per hop of the decoded audio: a model-free audio extractor for runner tests."""
+
+    name = "test-audio-level"
+    version = "1"
+    modality_kind = "frame"
+    config_type = AudioLevelConfig
+
+    def _load(self) -> None:
+        return None
+
+    def extract(self, item: MediaItem, upstream: Upstream = NO_UPSTREAM) -> FeatureArray:
+        from affectcache.extractors.media import decode_audio
+
+        wave = decode_audio(item.path, sample_rate=self.config.sample_rate, start_s=item.start_s,
+                            end_s=item.end_s)
+        hop = max(1, round(self.config.hop_s * self.config.sample_rate))
+        n = max(1, len(wave) // hop)
+        if len(wave) < hop:
+            rms = np.zeros(1)
+        else:
+            rms = np.sqrt(np.mean(wave[: n * hop].reshape(n, hop) ** 2, axis=1))
+        frame = np.arange(n)
+        return FeatureArray(video_id=item.video_id, kind="frame", values=rms.astype(np.float32)[:, None],
+                            frame=frame, time_s=frame * self.config.hop_s)
+
+
 def make_items(folder: Path, names: list[str]) -> list[MediaItem]:
     """Items for files ``folder/<name>.bin`` (created with distinct sizes if missing)."""
     items = []

@@ -119,3 +119,20 @@ def test_cli_import_loads_no_heavy_library() -> None:
     help_run = subprocess.run([sys.executable, "-m", "affectcache.cli.main", "--help"], capture_output=True,
                               text=True, check=True)
     assert "extract" in help_run.stdout
+
+
+def test_extract_several_modalities_with_per_modality_settings(manifest: Path, tmp_path: Path) -> None:
+    store = str(tmp_path / "s.zarr")
+    code, out, err = run("extract", "test-derived", "test-counting", "-m", str(manifest), "-s", store,
+                         "-w", "0", "--set", "test-counting.dim=2", "--set", "test-derived.scale=3")
+    assert code == 1  # bad_c fails in test-counting, hence in test-derived too
+    assert "test-counting: 2 written" in out
+    assert "test-derived: 2 written" in out
+    assert "MissingUpstreamError" in err
+    fs = FeatureStore(store)
+    assert fs.provenance("test-counting")["config"]["dim"] == 2
+    assert fs.provenance("test-derived")["config"]["scale"] == 3.0
+    code, _, err = run("extract", "test-derived", "test-counting", "-m", str(manifest), "-s", store,
+                       "--set", "dim=2")
+    assert code == 2
+    assert "name the modality" in err

@@ -16,7 +16,7 @@ from affectcache.extractors.clap_audio import ClapAudioConfig
 from affectcache.extractors.mfcc import MFCCConfig
 from affectcache.extractors.wav2vec2_emotion import Wav2Vec2EmotionConfig
 from affectcache.extractors.wavlm import WavLMConfig
-from tests.helpers import CountingConfig, DerivedConfig, make_items
+from tests.helpers import AudioLevelConfig, CountingConfig, DerivedConfig, make_items
 from tests.language import factories as language_factories
 from tests.lasca import factories as lasca_factories
 from tests.visual import factories as visual_factories
@@ -63,7 +63,12 @@ def _audio_model(kind: str, config_type: type[ExtractorConfig], **fields: Any) -
     return factory
 
 
+def _audio_level(tmp: Path, media: Path) -> tuple[ExtractorConfig, list[MediaItem], dict[str, Any]]:
+    return AudioLevelConfig(), _media_items(media, "a", "b", "c"), {}
+
+
 TEST_FACTORIES: dict[str, Factory] = {
+    "test-audio-level": _audio_level,
     "ast": _audio_model("ast", ASTConfig),
     "clap-audio": _audio_model("clap-fused", ClapAudioConfig),
     "wav2vec2-emotion": _audio_model("wav2vec2-emotion", Wav2Vec2EmotionConfig),

@@ -15,7 +15,7 @@ import pytest
 
 import tests.helpers  # noqa: F401  (registers the test-only extractors)
 from affectcache.extractors import MediaItem
-from affectcache.store.build import build
+from affectcache.store.build import build, build_many
 from affectcache.store.errors import LockHeldError, ProvenanceMismatchError, StoreError
 from affectcache.store.lock import ModalityLock
 from affectcache.store.manifest import write_manifest
@@ -178,7 +178,7 @@ def test_local_dask_cluster_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 RESUME_SCRIPT = """
 import sys
 import tests.helpers
-from affectcache.store.build import build
+from affectcache.store.build import build, build_many
 from affectcache.store.manifest import load_manifest
 build("test-counting", load_manifest(sys.argv[1]), sys.argv[2], config={"sleep_s": 0.25}, workers=0,
       videos_per_task=1)
@@ -219,3 +219,47 @@ def test_resume_after_kill_9_equals_uninterrupted_run(tmp_path: Path) -> None:
     for vid in clean:
         for key in clean[vid]:
             np.testing.assert_array_equal(killed[vid][key], clean[vid][key])
+
+
+def test_build_many_runs_dependents_after_their_upstream(tmp_path: Path, store_path: Path) -> None:
+    items = make_items(tmp_path, ["a", "bad_b", "c"])
+    reports = build_many(["test-derived", "test-counting"], items, store_path, workers=0,
+                         configs={"test-counting": {"dim": 3}})
+    derived, counting = reports
+    assert sorted(counting.written) == ["a", "c"]
+    assert [f.video_id for f in counting.failed] == ["bad_b"]
+    assert sorted(derived.written) == ["a", "c"]
+    assert [(f.video_id, f.error) for f in derived.failed] == [("bad_b", "MissingUpstreamError")]
+    fs = FeatureStore(store_path)
+    np.testing.assert_allclose(fs.read("test-derived", "c").values, 2 * fs.read("test-counting", "c").values)
+    # Built together == built one after the other.
+    apart = tmp_path / "apart.zarr"
+    build("test-counting", items, apart, workers=0, config={"dim": 3})
+    build("test-derived", items, apart, workers=0)
+    for name in ("test-counting", "test-derived"):
+        together, separate = store_snapshot(fs, name), store_snapshot(FeatureStore(apart), name)
+        assert together.keys() == separate.keys()
+        for vid in together:
+            np.testing.assert_array_equal(together[vid]["values"], separate[vid]["values"])
+
+
+def test_build_many_decodes_audio_once_per_item_and_rate(media_dir: Path, store_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from affectcache.extractors import media
+
+    calls: list[tuple[str, int]] = []
+    real_iter_audio = media.iter_audio
+
+    def counting_iter_audio(path: str, **kwargs: object) -> object:
+        calls.append((str(path), int(kwargs["sample_rate"])))  # type: ignore[call-overload]
+        return real_iter_audio(path, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(media, "iter_audio", counting_iter_audio)
+    items = [MediaItem(video_id=n, path=str(media_dir / f"{n}.mp4")) for n in ("a", "b")]
+    build_many(["test-audio-level", "mfcc"], items, store_path, workers=0)
+    assert sorted(calls) == sorted((it.path, 16000) for it in items)  # one decode per item, not two
+    alone = store_path.parent / "alone.zarr"
+    build("mfcc", items, alone, workers=0)
+    for vid in ("a", "b"):
+        np.testing.assert_array_equal(FeatureStore(store_path).read("mfcc", vid).values,
+                                      FeatureStore(alone).read("mfcc", vid).values)
