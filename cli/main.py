@@ -287,6 +287,8 @@ def format_status(rows: Sequence[Any], fs: Any) -> str:
             lines.append(f"  {r.name}: failed {vid}: {rec.get('error')}: {rec.get('message')}")
         for vid, why in sorted(r.stale.items()):
             lines.append(f"  {r.name}: stale {vid}: {why}")
+        for vid, warning in r.warnings.items():
+            lines.append(f"  {r.name}: warning {vid}: {warning}")
     if not rows:
         lines.append("(empty store)")
     return "\n".join(lines)

@@ -387,6 +387,7 @@ class FaceExtractor(Extractor[FaceConfig]):
         _, valid = layout.boxes(values)
         mask = np.asarray(valid.any(axis=1), dtype=bool)
         found = int(mask.sum())
+        warning = {} if found else {"warning": f"no face found in any of {len(rows)} sampled frames"}
         if not found:
             logger.info("face: no face in %s (%d frames sampled)", item.video_id, len(rows))
         return FeatureArray(
@@ -394,7 +395,8 @@ class FaceExtractor(Extractor[FaceConfig]):
             time_s=np.asarray(times, dtype=np.float64), mask=mask,
             attrs={"layout": layout.to_attrs(), "policy": cfg.policy, "sampling": sampling_attrs(cfg),
                    "offset_s": offset_s, "frame_size": frame_size, "faces_found": found,
-                   "no_face": found == 0, "faces_dropped": tracker.dropped if tracker else 0})
+                   "no_face": found == 0, "faces_dropped": tracker.dropped if tracker else 0,
+                   **warning})
 
     def _row(self, faces_on: FrameFaces, rgb: npt.NDArray[np.uint8],
              tracker: FaceTracker | None) -> npt.NDArray[np.float32]:

@@ -86,7 +86,8 @@ class FeatureArray:
     mask: npt.NDArray[np.bool_] | None = None
     """Row validity (face found, not silence, ...); None = every row valid."""
     attrs: Mapping[str, Any] = field(default_factory=dict)
-    """Extra JSON-serialisable per-item facts (e.g. the fps actually sampled)."""
+    """Extra JSON-serialisable per-item facts (e.g. the fps actually sampled). A ``warning`` key (text)
+    marks a usable but suspicious item (e.g. no face in any frame): ``affectcache status`` lists it."""
 
     def __post_init__(self) -> None:
         if self.kind not in ROW_KEYS:

@@ -10,4 +10,6 @@ if TYPE_CHECKING:
 
 def videos_without_face(fs: FeatureStore, modality: str = "face") -> list[str]:
     """Sorted ids of the complete ``modality`` entries whose attrs say ``no_face`` (every row masked)."""
-    return sorted(vid for vid in fs.videos(modality) if fs.read(modality, vid).attrs.get("no_face") is True)
+    # Entry metadata only: no array is read.
+    return sorted(vid for vid, state in fs.entry_states(modality).items()
+                  if state.complete and state.warning is not None and state.warning.startswith("no face"))

@@ -36,6 +36,8 @@ class ModalityStatus:
     """Manifest items with no complete entry (None when no manifest was given)."""
     stale: dict[str, str] = field(default_factory=dict)
     """Complete entries that a build would redo, with the reason."""
+    warnings: dict[str, str] = field(default_factory=dict)
+    """Complete entries the extractor flagged (e.g. no face in any frame), with its warning."""
     rows: int = 0
     """Total rows over complete entries."""
 
@@ -69,7 +71,8 @@ def store_status(fs: FeatureStore, manifest: Manifest | None = None) -> list[Mod
             complete=len(complete), incomplete=len(states) - len(complete),
             failed=len(fs.failures(name)),
             missing=len(items.keys() - complete) if manifest is not None else None,
-            stale=stale, rows=sum(int(states[v].n_rows or 0) for v in complete)))
+            stale=stale, rows=sum(int(states[v].n_rows or 0) for v in complete),
+            warnings={v: str(states[v].warning) for v in sorted(complete) if states[v].warning}))
     return out
 
 

@@ -75,6 +75,8 @@ class EntryState:
     """Rows written (None for incomplete entries)."""
     source: Mapping[str, Any] | None
     """Source facts recorded at write time (path, size, mtime, clip bounds)."""
+    warning: str | None = None
+    """The extractor's per-item warning (``attrs["warning"]``, e.g. no face in any frame), if any."""
 
 
 def label_modality(track: str) -> str:
@@ -261,9 +263,11 @@ class FeatureStore:
         states: dict[str, EntryState] = {}
         for vid, attrs in children:
             complete = attrs.get("complete") is True
+            item_attrs = attrs.get("attrs") or {} if complete else {}
             states[vid] = EntryState(video_id=vid, complete=complete,
                                      n_rows=attrs.get("n_rows") if complete else None,
-                                     source=attrs.get("source") if complete else None)
+                                     source=attrs.get("source") if complete else None,
+                                     warning=item_attrs.get("warning"))
         return states
 
     def _child_names(self, path: str) -> list[str]:

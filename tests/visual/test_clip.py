@@ -159,4 +159,10 @@ def test_status_lists_videos_without_a_face(face_assets: Path, face_videos: dict
     build("face", items, store_path, config=FaceConfig(fps=2.0, max_side=128), workers=0)
     from affectcache.store.zarr_store import FeatureStore
 
-    assert videos_without_face(FeatureStore(store_path)) == ["a"]
+    fs = FeatureStore(store_path)
+    assert videos_without_face(fs) == ["a"]
+    from affectcache.store.status import store_status
+
+    face_status = {s.name: s for s in store_status(fs)}["face"]
+    assert list(face_status.warnings) == ["a"]
+    assert face_status.warnings["a"].startswith("no face found in any of")
