@@ -18,11 +18,9 @@ from affectcache.extractors.audio_windows import (
     AudioWindowConfig,
     AudioWindowExtractor,
     ItemAudio,
-    torch_device_and_dtype_for,
+    load_model_and_features,
     window_times,
 )
-from affectcache.extractors.errors import ConfigError
-from affectcache.extractors.pretrained import from_pretrained_kwargs
 from affectcache.extractors.records import FeatureArray
 from affectcache.extractors.registry import register_extractor
 from affectcache.extractors.standins import demo_model
@@ -79,14 +77,8 @@ class ASTExtractor(AudioWindowExtractor[ASTConfig]):
     def _load(self) -> _Loaded:
         from transformers import ASTFeatureExtractor, ASTModel
 
-        cfg = self.config
-        device, dtype = torch_device_and_dtype_for(cfg.device, cfg.dtype)
-        kwargs = from_pretrained_kwargs(cfg.model, cfg.revision)
-        model = ASTModel.from_pretrained(cfg.model, **kwargs).to(device, dtype).eval()
-        features = ASTFeatureExtractor.from_pretrained(cfg.model, **kwargs)
-        if features.sampling_rate != cfg.sample_rate:
-            raise ConfigError(f"ast: {cfg.model} expects {features.sampling_rate} Hz audio; set "
-                              f"sample_rate={features.sampling_rate} (got {cfg.sample_rate})")
+        model, features, device, dtype = load_model_and_features(
+            self.name, ASTModel, ASTFeatureExtractor, self.config)
         return _Loaded(model=model, features=features, device=device, dtype=dtype)
 
     def _forward(self, waves: list[FloatArray]) -> list[FloatArray]:

@@ -30,8 +30,9 @@ import numpy.typing as npt
 
 from affectcache.extractors.base import NO_UPSTREAM, Extractor, Upstream
 from affectcache.extractors.config import ExtractorConfig, runtime_only
+from affectcache.extractors.errors import ConfigError
 from affectcache.extractors.media import decode_audio
-from affectcache.extractors.pretrained import DtypeName, model_identity
+from affectcache.extractors.pretrained import DtypeName, from_pretrained_kwargs, model_identity
 from affectcache.extractors.records import FeatureArray, MediaItem
 
 if TYPE_CHECKING:
@@ -329,3 +330,19 @@ def torch_device_and_dtype_for(device: str, dtype: DtypeName) -> tuple[Any, Any]
     from affectcache.extractors.pretrained import resolve_dtype
 
     return torch.device(device), resolve_dtype(dtype, device)
+
+
+def load_model_and_features(name: str, model_cls: Any, features_cls: Any,
+                            cfg: AudioWindowConfig) -> tuple[Any, Any, Any, Any]:
+    """``(model, feature extractor, device, dtype)`` for ``cfg.model`` (hub id + revision or folder).
+
+    Refuses a model whose feature extractor expects another sample rate than the config's.
+    """
+    device, dtype = torch_device_and_dtype_for(cfg.device, cfg.dtype)
+    kwargs = from_pretrained_kwargs(cfg.model, cfg.revision)
+    model = model_cls.from_pretrained(cfg.model, **kwargs).to(device, dtype).eval()
+    features = features_cls.from_pretrained(cfg.model, **kwargs)
+    if features.sampling_rate != cfg.sample_rate:
+        raise ConfigError(f"{name}: {cfg.model} expects {features.sampling_rate} Hz audio; set "
+                          f"sample_rate={features.sampling_rate} (got {cfg.sample_rate})")
+    return model, features, device, dtype

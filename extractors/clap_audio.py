@@ -28,12 +28,11 @@ from affectcache.extractors.audio_windows import (
     AudioWindowConfig,
     AudioWindowExtractor,
     ItemAudio,
+    load_model_and_features,
     peak_normalize,
-    torch_device_and_dtype_for,
     window_times,
 )
 from affectcache.extractors.errors import ConfigError
-from affectcache.extractors.pretrained import from_pretrained_kwargs
 from affectcache.extractors.records import FeatureArray
 from affectcache.extractors.registry import register_extractor
 from affectcache.extractors.standins import demo_model
@@ -103,13 +102,8 @@ class ClapAudioExtractor(AudioWindowExtractor[ClapAudioConfig]):
         from transformers import ClapFeatureExtractor, ClapModel
 
         cfg = self.config
-        device, dtype = torch_device_and_dtype_for(cfg.device, cfg.dtype)
-        kwargs = from_pretrained_kwargs(cfg.model, cfg.revision)
-        model = ClapModel.from_pretrained(cfg.model, **kwargs).to(device, dtype).eval()
-        features = ClapFeatureExtractor.from_pretrained(cfg.model, **kwargs)
-        if features.sampling_rate != cfg.sample_rate:
-            raise ConfigError(f"clap-audio: {cfg.model} expects {features.sampling_rate} Hz audio; set "
-                              f"sample_rate={features.sampling_rate} (got {cfg.sample_rate})")
+        model, features, device, dtype = load_model_and_features(
+            self.name, ClapModel, ClapFeatureExtractor, cfg)
         if round(cfg.window_s * cfg.sample_rate) > features.nb_max_samples:
             raise ConfigError(f"clap-audio: window_s={cfg.window_s} exceeds the model input of "
                               f"{features.nb_max_samples / cfg.sample_rate} s")
