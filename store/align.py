@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 __all__ = ["ALIGN_METHODS", "AlignMethod", "align_feature_array", "align_track"]
 
 AlignMethod: TypeAlias = Literal["nearest", "linear", "window-mean"]
+EDGE_TOLERANCE_S = 1e-9
+"""Slack on ``window-mean`` window edges, far below any media clock's resolution."""
 ALIGN_METHODS: tuple[str, ...] = get_args(AlignMethod)
 
 
@@ -163,7 +165,9 @@ def _linear(times: npt.NDArray[np.float64], flat: npt.NDArray[np.float64], valid
 def _window_mean(times: npt.NDArray[np.float64], flat: npt.NDArray[np.float64], valid: npt.NDArray[np.bool_],
                  targets: npt.NDArray[np.float64], window_s: float,
                  out: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
-    half = 0.5 * window_s
+    # Rows exactly on a window edge count as inside; EDGE_TOLERANCE_S keeps that true when the edge is
+    # computed with rounding error (0.13 + 0.15 != 0.28 in binary floating point).
+    half = 0.5 * window_s + EDGE_TOLERANCE_S
     start = np.searchsorted(times, targets - half, side="left")
     stop = np.searchsorted(times, targets + half, side="right")
     weights = valid.astype(np.float64)

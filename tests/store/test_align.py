@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from affectcache.extractors.records import FeatureArray
-from affectcache.store.align import align_feature_array, align_track
+from affectcache.store.align import EDGE_TOLERANCE_S, align_feature_array, align_track
 
 T = np.array([0.0, 0.1, 0.2, 0.3, 0.4])
 V = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
@@ -95,7 +95,7 @@ def _reference(times: np.ndarray, values: np.ndarray, valid: np.ndarray, target:
             return 0.0, False
         w = (target - times[lo]) / (times[hi] - times[lo])
         return float(values[lo] * (1 - w) + values[hi] * w), True
-    inside = (np.abs(times - target) <= window_s / 2) & valid
+    inside = (np.abs(times - target) <= window_s / 2 + EDGE_TOLERANCE_S) & valid
     return (float(values[inside].mean()), True) if inside.any() else (0.0, False)
 
 
@@ -122,3 +122,11 @@ def test_alignment_matches_a_brute_force_reference(
         want, ok = _reference(times, values, valid, float(target), method, window)
         assert bool(mask[k]) == ok, (method, target)
         assert out[k] == pytest.approx(want, abs=1e-9), (method, target)
+
+
+def test_window_edges_are_inside_despite_rounding() -> None:
+    # 0.13 + 0.15 rounds above 0.28 and |0.28 - 0.13| rounds above 0.15: the row at 0.28 is on the edge.
+    out, mask = align_track([0.0, 0.04, 0.08, 0.28], [0.0, 0.0, 0.0, 0.1], [False, False, True, True], [0.13],
+                            method="window-mean", window_s=0.3)
+    assert mask.tolist() == [True]
+    assert out[0] == pytest.approx(0.05)
