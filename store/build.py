@@ -42,7 +42,7 @@ from affectcache.store.executors import (
 )
 from affectcache.store.ids import validate_video_id
 from affectcache.store.lock import ModalityLock
-from affectcache.store.zarr_store import EntryState, FeatureStore
+from affectcache.store.zarr_store import EntryState, FeatureStore, source_changed
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -288,11 +288,7 @@ def _is_current(state: EntryState | None, item: MediaItem) -> bool:
     """Complete, and the source file and clip bounds are the ones it was built from."""
     if state is None or not state.complete:
         return False
-    old = dict(state.source or {})
-    new = item.source_info()
-    if new.get("size") is None:  # media gone: keep what was built from it
-        return True
-    return all(old.get(k) == new.get(k) for k in ("size", "mtime", "start_s", "end_s"))
+    return not source_changed(state.source, item.source_info())
 
 
 def _upstream_fingerprints(fs: FeatureStore, extractor: Extractor[Any]) -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from affectcache.store.zarr_store import FeatureStore, label_modality
+from affectcache.store.zarr_store import FeatureStore, label_modality, source_changed
 
 if TYPE_CHECKING:
     from affectcache.extractors.records import MediaItem
@@ -59,11 +59,7 @@ def store_status(fs: FeatureStore, manifest: Manifest | None = None) -> list[Mod
                        f"{str(current)[:12]})" if current else f"upstream {up_name} was deleted")
                 stale.update({vid: why for vid in complete})
         for vid in complete & items.keys():
-            source = states[vid].source or {}
-            now = items[vid].source_info()
-            comparable = source.get("size") is not None and now.get("size") is not None
-            if comparable and any(source.get(k) != now.get(k)
-                                                   for k in ("size", "mtime", "start_s", "end_s")):
+            if source_changed(states[vid].source, items[vid].source_info()):
                 stale.setdefault(vid, "source media or clip bounds changed")
         out.append(ModalityStatus(
             name=name, extractor=str(prov.get("extractor")), version=str(prov.get("version")),

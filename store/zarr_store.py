@@ -79,6 +79,21 @@ class EntryState:
     """The extractor's per-item warning (``attrs["warning"]``, e.g. no face in any frame), if any."""
 
 
+SOURCE_KEYS = ("size", "mtime", "start_s", "end_s")
+
+
+def source_changed(recorded: Mapping[str, Any] | None, current: Mapping[str, Any]) -> bool:
+    """Whether the media an entry was built from changed (file size/mtime or clip bounds).
+
+    Not comparable counts as unchanged: media that is gone now (keep what was built from it), or an entry
+    written without source facts.
+    """
+    old = dict(recorded or {})
+    if old.get("size") is None or current.get("size") is None:
+        return False
+    return any(old.get(k) != current.get(k) for k in SOURCE_KEYS)
+
+
 def label_modality(track: str) -> str:
     """Store name of a label track (``valence`` → ``labels/valence``)."""
     return f"{LABELS_GROUP}/{track}"
