@@ -17,6 +17,7 @@ from affectcache.extractors import mfcc as _builtin_mfcc  # noqa: F401  (registe
 from affectcache.extractors import visual as _builtin_visual  # noqa: F401  (face, clip-*, grada-face)
 from affectcache.extractors import wav2vec2_emotion as _builtin_w2v2_emo  # noqa: F401  (registers it)
 from affectcache.extractors import wavlm as _builtin_wavlm  # noqa: F401  (registers "wavlm")
+from affectcache.extractors import wavlm_frames as _builtin_wavlm_frames  # noqa: F401  (registers it)
 from affectcache.extractors.base import NO_UPSTREAM, Extractor, Upstream
 from affectcache.extractors.config import ExtractorConfig, runtime_only
 from affectcache.extractors.errors import (

@@ -33,7 +33,7 @@ from affectcache.extractors.config import ExtractorConfig, runtime_only
 from affectcache.extractors.errors import ConfigError
 from affectcache.extractors.media import decode_audio
 from affectcache.extractors.pretrained import DtypeName, from_pretrained_kwargs, model_identity
-from affectcache.extractors.records import FeatureArray, MediaItem
+from affectcache.extractors.records import FeatureArray, MediaItem, ModalityKind
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -263,7 +263,7 @@ class AudioWindowExtractor(Extractor[C], Generic[C]):
     override :meth:`_prepare_item` for item-level normalisation.
     """
 
-    modality_kind = "segment"
+    modality_kind: ClassVar[ModalityKind] = "segment"
 
     def model_info(self) -> dict[str, Any]:
         return model_identity(self.config.model, self.config.revision)

@@ -36,6 +36,7 @@ from affectcache.extractors.audio_windows import (
     torch_device_and_dtype_for,
     zero_mean_unit_var,
 )
+from affectcache.extractors.errors import ConfigError
 from affectcache.extractors.pretrained import (
     DtypeName,
     from_pretrained_kwargs,
@@ -53,9 +54,9 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, kw_only=True)
-class WavLMConfig(AudioWindowConfig):
-    """Settings of the ``wavlm`` extractor. Defaults follow RAS: WavLM-large, 4 s / 2 s windows, last layer,
-    4 chunks, mean ‖ std."""
+class WavLMModelConfig(AudioWindowConfig):
+    """Model and input fields shared by ``wavlm`` and ``wavlm-frames`` (RAS defaults: WavLM-large, 4 s / 2 s
+    windows, last layer)."""
 
     model: str = "microsoft/wavlm-large"
     """Hugging Face hub id or local folder of the WavLM model (``microsoft/wavlm-base-plus``: see
@@ -70,22 +71,16 @@ class WavLMConfig(AudioWindowConfig):
     Every WavLM tensor must be found under it."""
 
     layers: tuple[int, ...] = (-1,)
-    """Hidden-state indices pooled: 0 = transformer input, i = output of layer i, -1 (= number of layers)
+    """Hidden-state indices used: 0 = transformer input, i = output of layer i, -1 (= number of layers)
     = the model output ``last_hidden_state`` (after WavLM-large's final layer norm). Several are
-    concatenated along the feature axis before pooling."""
-
-    n_chunks: int = 4
-    """Equal time chunks per window; one row each."""
-
-    pooling: Literal["mean_std", "mean"] = "mean_std"
-    """Per-chunk statistics: mean ‖ population std (2·dim values) or mean only."""
+    concatenated along the feature axis."""
 
     normalize: bool = True
     """Z-normalise each window over its own samples (zero mean, unit variance) before the model."""
 
     pad_to_window: bool = True
     """Zero-pad every window to ``window_s`` (RAS), so partial windows see the same input length; false =
-    pad only to the longest window of the batch (chunks then split the window's own frames)."""
+    pad only to the longest window of the batch (models with a group-norm encoder are always padded)."""
 
     def validate(self) -> list[str]:
         problems = super().validate()
@@ -93,10 +88,26 @@ class WavLMConfig(AudioWindowConfig):
             problems.append("layers must name at least one hidden-state index")
         if len(set(self.layers)) != len(self.layers):
             problems.append(f"layers must not repeat, got {list(self.layers)}")
-        if self.n_chunks < 1:
-            problems.append(f"n_chunks must be >= 1, got {self.n_chunks}")
         if self.state_dict_prefix and self.checkpoint is None:
             problems.append("state_dict_prefix needs a checkpoint to read the prefixed tensors from")
+        return problems
+
+
+@dataclass(frozen=True, kw_only=True)
+class WavLMConfig(WavLMModelConfig):
+    """Settings of the ``wavlm`` extractor. Defaults follow RAS: WavLM-large, 4 s / 2 s windows, last layer,
+    4 chunks, mean ‖ std."""
+
+    n_chunks: int = 4
+    """Equal time chunks per window; one row each."""
+
+    pooling: Literal["mean_std", "mean"] = "mean_std"
+    """Per-chunk statistics: mean ‖ population std (2·dim values) or mean only."""
+
+    def validate(self) -> list[str]:
+        problems = super().validate()
+        if self.n_chunks < 1:
+            problems.append(f"n_chunks must be >= 1, got {self.n_chunks}")
         return problems
 
 
@@ -147,6 +158,58 @@ class _WindowStates:
     """Frames with audio per chunk."""
 
 
+def wavlm_identity(cfg: WavLMModelConfig) -> dict[str, Any]:
+    """``model_info`` of a WavLM config: hub id + revision or folder hash, or the checkpoint's hash."""
+    info = model_identity(cfg.model, cfg.revision)
+    if cfg.checkpoint is not None:
+        info["checkpoint"] = cfg.checkpoint
+        info["state_dict_prefix"] = cfg.state_dict_prefix
+        # The weights are the checkpoint's: its hash identifies them.
+        info["sha256"] = weights_sha256(cfg.checkpoint) if is_local(cfg.checkpoint) else None
+    return info
+
+
+def load_wavlm(cfg: WavLMModelConfig) -> _Loaded:
+    """The WavLM model of a config (from ``model``, or its architecture plus ``checkpoint`` weights)."""
+    return _load_wavlm(cfg.model, cfg.revision, checkpoint=cfg.checkpoint, prefix=cfg.state_dict_prefix,
+                       device=cfg.device, dtype_name=cfg.dtype)
+
+
+def window_hidden_states(name: str, loaded: _Loaded, cfg: WavLMModelConfig,
+                         waves: list[FloatArray]) -> tuple[Any, list[int]]:
+    """WavLM states of ``cfg.layers`` for a batch of windows prepared as RAS does, and each window's
+    nominal length in samples (what its frames are counted over).
+
+    Windows are z-normalised (``normalize``), zero-padded to ``window_s`` (or to the longest window when
+    ``pad_to_window`` is false and the model takes attention masks), and the chosen layers concatenated.
+    Returns a float32 tensor ``(batch, frames, len(layers)·hidden)``.
+    """
+    import torch
+
+    n_layers = loaded.model.config.num_hidden_layers + 1
+    bad = [i for i in cfg.layers if not -n_layers <= i < n_layers]
+    if bad:
+        raise ConfigError(f"{name}: layers {bad} out of range for a model with {n_layers} hidden states")
+    window_samples = round(cfg.window_s * cfg.sample_rate)
+    fixed = cfg.pad_to_window or not loaded.use_mask
+    nominal = [window_samples if fixed else len(w) for w in waves]
+    length = max(max(nominal), loaded.receptive_field)
+    prepared = [zero_mean_unit_var(w) if cfg.normalize else np.asarray(w, np.float32) for w in waves]
+    values, mask = pad_batch(prepared, length)
+    x = torch.from_numpy(values).to(loaded.device, loaded.dtype)
+    attention = torch.from_numpy(mask).to(loaded.device) if loaded.use_mask else None
+    want_hidden = tuple(cfg.layers) != (-1,)
+    with torch.inference_mode():
+        out = loaded.model(x, attention_mask=attention, output_hidden_states=want_hidden)
+        if want_hidden:
+            # Index -1 is the model output (after WavLM-large's final layer norm), as with layers=(-1,).
+            available = [*out.hidden_states[:-1], out.last_hidden_state]
+            states = [available[i] for i in cfg.layers]
+        else:
+            states = [out.last_hidden_state]
+        return torch.cat(states, dim=-1).float(), nominal
+
+
 def _load_wavlm(ref: str, revision: str | None, *, checkpoint: str | None, prefix: str, device: str,
                 dtype_name: DtypeName) -> _Loaded:
     """Load WavLM from ``ref``, or its architecture from ``ref`` and its weights from a checkpoint."""
@@ -182,46 +245,17 @@ class WavLMExtractor(AudioWindowExtractor[WavLMConfig]):
         return WavLMConfig(model=model)
 
     def model_info(self) -> dict[str, Any]:
-        info = model_identity(self.config.model, self.config.revision)
-        if self.config.checkpoint is not None:
-            info["checkpoint"] = self.config.checkpoint
-            info["state_dict_prefix"] = self.config.state_dict_prefix
-            # The weights are the checkpoint's: its hash identifies them.
-            ckpt = self.config.checkpoint
-            info["sha256"] = weights_sha256(ckpt) if is_local(ckpt) else None
-        return info
+        return wavlm_identity(self.config)
 
     def _load(self) -> _Loaded:
-        cfg = self.config
-        return _load_wavlm(cfg.model, cfg.revision, checkpoint=cfg.checkpoint, prefix=cfg.state_dict_prefix,
-                           device=cfg.device, dtype_name=cfg.dtype)
+        return load_wavlm(self.config)
 
     def _forward(self, waves: list[FloatArray]) -> list[_WindowStates]:
         import torch
 
         cfg, loaded = self.config, self.model
-        n_layers = loaded.model.config.num_hidden_layers + 1
-        bad = [i for i in cfg.layers if not -n_layers <= i < n_layers]
-        if bad:
-            raise ValueError(f"wavlm: layers {bad} out of range for a model with {n_layers} hidden states")
-        window_samples = round(cfg.window_s * cfg.sample_rate)
-        fixed = cfg.pad_to_window or not loaded.use_mask
-        nominal = [window_samples if fixed else len(w) for w in waves]
-        length = max(max(nominal), loaded.receptive_field)
-        prepared = [zero_mean_unit_var(w) if cfg.normalize else np.asarray(w, np.float32) for w in waves]
-        values, mask = pad_batch(prepared, length)
-        x = torch.from_numpy(values).to(loaded.device, loaded.dtype)
-        attention = torch.from_numpy(mask).to(loaded.device) if loaded.use_mask else None
-        want_hidden = tuple(cfg.layers) != (-1,)
+        hidden, nominal = window_hidden_states(self.name, loaded, cfg, waves)
         with torch.inference_mode():
-            out = loaded.model(x, attention_mask=attention, output_hidden_states=want_hidden)
-            if want_hidden:
-                # Index -1 is the model output (after WavLM-large's final layer norm), as with layers=(-1,).
-                available = [*out.hidden_states[:-1], out.last_hidden_state]
-                states = [available[i] for i in cfg.layers]
-            else:
-                states = [out.last_hidden_state]
-            hidden = torch.cat(states, dim=-1).float()
             results = []
             for row, wave in enumerate(waves):
                 n_frames = max(1, loaded.frames(nominal[row]))
