@@ -18,7 +18,7 @@ Defaults: ``openai/clip-vit-base-patch16`` (Kookmin); :func:`scd_clip_scene_conf
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 import numpy as np
 
@@ -133,8 +133,31 @@ def _demo_model(workdir: Path) -> str:
     return demo_model("clip", lambda: tiny_clip(workdir / "tiny-clip"))[0]
 
 
+CC = TypeVar("CC", bound=ClipModelConfig)
+
+
+class _ClipModel(Generic[CC]):
+    """The CLIP model side shared by ``clip-face`` and ``clip-scene`` (they differ only in their images)."""
+
+    config: CC
+    model: Any
+
+    def model_info(self) -> dict[str, Any]:
+        return model_identity(self.config.model, self.config.revision)
+
+    def _load(self) -> LoadedClip:
+        return load_clip(self.config)
+
+    @property
+    def output_dim(self) -> int:
+        return self.model.dim  # type: ignore[no-any-return]
+
+    def _embed(self, images: list[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
+        return self.model.embed(images)  # type: ignore[no-any-return]
+
+
 @register_extractor
-class ClipFaceExtractor(FaceCropEmbedder[ClipFaceConfig]):
+class ClipFaceExtractor(_ClipModel[ClipFaceConfig], FaceCropEmbedder[ClipFaceConfig]):
     """CLIP embedding of the face crop of every ``face`` row."""
 
     name = "clip-face"
@@ -147,22 +170,9 @@ class ClipFaceExtractor(FaceCropEmbedder[ClipFaceConfig]):
     def demo_config(cls, workdir: Path) -> ClipFaceConfig:
         return ClipFaceConfig(model=_demo_model(workdir), max_side=320)
 
-    def model_info(self) -> dict[str, Any]:
-        return model_identity(self.config.model, self.config.revision)
-
-    def _load(self) -> LoadedClip:
-        return load_clip(self.config)
-
-    @property
-    def output_dim(self) -> int:
-        return self.model.dim  # type: ignore[no-any-return]
-
-    def _embed(self, images: list[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
-        return self.model.embed(images)  # type: ignore[no-any-return]
-
 
 @register_extractor
-class ClipSceneExtractor(FrameEmbedder[ClipSceneConfig]):
+class ClipSceneExtractor(_ClipModel[ClipSceneConfig], FrameEmbedder[ClipSceneConfig]):
     """CLIP embedding of every sampled whole frame."""
 
     name = "clip-scene"
@@ -174,16 +184,3 @@ class ClipSceneExtractor(FrameEmbedder[ClipSceneConfig]):
     @classmethod
     def demo_config(cls, workdir: Path) -> ClipSceneConfig:
         return ClipSceneConfig(model=_demo_model(workdir), fps=1.0, max_side=320)
-
-    def model_info(self) -> dict[str, Any]:
-        return model_identity(self.config.model, self.config.revision)
-
-    def _load(self) -> LoadedClip:
-        return load_clip(self.config)
-
-    @property
-    def output_dim(self) -> int:
-        return self.model.dim  # type: ignore[no-any-return]
-
-    def _embed(self, images: list[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
-        return self.model.embed(images)  # type: ignore[no-any-return]

@@ -205,3 +205,14 @@ def field_docs(cls: type[ExtractorConfig]) -> dict[str, str]:
                     and isinstance(nxt.value.value, str)):
                 docs[stmt.target.id] = inspect.cleandoc(nxt.value.value)
     return docs
+
+
+V = TypeVar("V")
+
+
+def choose_backend(backends: Mapping[str, V], name: str, what: str) -> V:
+    """The entry ``name`` of a backend table; :class:`ConfigError` listing the choices otherwise."""
+    try:
+        return backends[name]
+    except KeyError:
+        raise ConfigError(f"no {what} backend {name!r}; available: {sorted(backends)}") from None

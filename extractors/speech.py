@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from affectcache.extractors.config import choose_backend
 from affectcache.extractors.errors import ConfigError
 from affectcache.extractors.pretrained import from_pretrained_kwargs, resolve_dtype
 
@@ -340,9 +341,4 @@ SPEECH_RECOGNIZERS: dict[str, Callable[[RecognizerSettings], SpeechRecognizer]] 
 
 def make_recognizer(backend: str, settings: RecognizerSettings) -> SpeechRecognizer:
     """A speech recogniser by backend name; :class:`ConfigError` listing the backends otherwise."""
-    try:
-        factory = SPEECH_RECOGNIZERS[backend]
-    except KeyError:
-        raise ConfigError(f"no speech-recognition backend {backend!r}; available: "
-                          f"{sorted(SPEECH_RECOGNIZERS)}") from None
-    return factory(settings)
+    return choose_backend(SPEECH_RECOGNIZERS, backend, "speech-recognition")(settings)

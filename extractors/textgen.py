@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
+from affectcache.extractors.config import choose_backend
 from affectcache.extractors.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -110,9 +111,4 @@ TEXT_GENERATORS: dict[str, Callable[..., TextGenerator]] = {
 
 def make_text_generator(backend: str, model_path: str, *, device: str = "cpu") -> TextGenerator:
     """A text generator by backend name; :class:`ConfigError` listing the backends otherwise."""
-    try:
-        factory = TEXT_GENERATORS[backend]
-    except KeyError:
-        raise ConfigError(f"no text-generation backend {backend!r}; available: {sorted(TEXT_GENERATORS)}"
-                          ) from None
-    return factory(model_path, device=device)
+    return choose_backend(TEXT_GENERATORS, backend, "text-generation")(model_path, device=device)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from affectcache.extractors.config import choose_backend
 from affectcache.extractors.errors import ConfigError
 from affectcache.extractors.pretrained import DtypeName, from_pretrained_kwargs, is_local, resolve_dtype
 
@@ -452,9 +453,4 @@ VLM_BACKENDS: dict[str, Callable[[VLMSettings], VideoTextGenerator]] = {
 
 def make_video_lm(backend: str, settings: VLMSettings) -> VideoTextGenerator:
     """A video-text engine by backend name; :class:`ConfigError` listing the backends otherwise."""
-    try:
-        factory = VLM_BACKENDS[backend]
-    except KeyError:
-        raise ConfigError(f"no vision-language backend {backend!r}; "
-                          f"available: {sorted(VLM_BACKENDS)}") from None
-    return factory(settings)
+    return choose_backend(VLM_BACKENDS, backend, "vision-language")(settings)
