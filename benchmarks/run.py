@@ -17,6 +17,10 @@ Measured:
      with windows/s; tiny models on CPU, or real-size random-weight architectures on CUDA with ``--gpu``.
   7. visual extractors (face, clip-face, grada-face): bare decode / MediaPipe detection / model forward on
      the same frames and crops vs the passes through ``build``, with frames/s and crops/s per stage.
+  8. several modalities built together (``build_many``: one decode per item for all of them, optionally
+     side by side in threads) vs the same modalities built one after another, for the audio models
+     (wavlm 16 kHz + clap-audio 48 kHz + ast) and the visual ones (face, clip-face, grada-face, clip-scene);
+     and one audio decode resampled to 16 and 48 kHz vs a decode per rate.
 """
 
 from __future__ import annotations
@@ -292,6 +296,60 @@ def _bench_one_audio_model(name: str, ext: Any, items: list[Any], out: Path, rep
     return rows
 
 
+def bench_together(label: str, configs: dict[str, Any], items: list[Any], out: Path,
+                   repeat: int) -> list[dict[str, Any]]:
+    """``configs``' modalities built one after another (baseline) vs in one ``build_many`` (each item
+    decoded once for all), sequentially and side by side (3 modality threads)."""
+    from affectcache.store.build import build, build_many
+    from affectcache.store.manifest import Manifest
+
+    manifest = Manifest(items=tuple(items))
+    target = out / "together.zarr"
+
+    def apart() -> None:
+        shutil.rmtree(target, ignore_errors=True)
+        for name, config in configs.items():
+            build(name, manifest, target, config=config, workers=0)
+
+    def together(threads: int) -> None:
+        shutil.rmtree(target, ignore_errors=True)
+        build_many(list(configs), manifest, target, configs=configs, workers=0, modality_threads=threads)
+
+    t_apart = best_of(apart, repeat)
+    t_one = best_of(lambda: together(1), repeat)
+    t_three = best_of(lambda: together(3), repeat)
+    names = "+".join(configs)
+    return [{"benchmark": f"{label}: {names} built one after another (baseline)", "seconds": t_apart,
+             "ratio": 1.0, "note": f"{len(items)} items; each modality decodes every item itself"},
+            {"benchmark": f"{label}: built together (one decode per item)", "seconds": t_one,
+             "ratio": t_one / t_apart, "note": "build_many, modalities in turn"},
+            {"benchmark": f"{label}: built together, 3 modality threads", "seconds": t_three,
+             "ratio": t_three / t_apart, "note": "independent modalities side by side"}]
+
+
+def bench_audio_decode_rates(items: list[Any], repeat: int) -> list[dict[str, Any]]:
+    """One decode resampled to 16 and 48 kHz (shared decoding) vs one decode per rate."""
+    from affectcache.extractors.decode_memo import MediaNeeds, shared_decoding
+    from affectcache.extractors.media import decode_audio
+
+    rates = (16000, 48000)
+
+    def per_rate() -> None:
+        for it in items:
+            for rate in rates:
+                decode_audio(it.path, sample_rate=rate)
+
+    def shared() -> None:
+        with shared_decoding(MediaNeeds(audio_rates=frozenset(rates))):
+            per_rate()
+
+    t_apart, t_shared = best_of(per_rate, repeat), best_of(shared, repeat)
+    return [{"benchmark": "audio decode at 16 + 48 kHz: a decode per rate (baseline)", "seconds": t_apart,
+             "ratio": 1.0, "note": f"{len(items)} items"},
+            {"benchmark": "audio decode at 16 + 48 kHz: one decode, resampled per rate", "seconds": t_shared,
+             "ratio": t_shared / t_apart, "note": "what a task building wavlm + clap-audio does"}]
+
+
 def bench_audio(out: Path, repeat: int, gpu: bool = False) -> list[dict[str, Any]]:
     """Audio-model extractors: the audio pass through ``build`` (in-process: decode, resample, windows,
     batched forward, pooling, store write) vs decode+resample plus the bare HF forward on the same windows.
@@ -331,6 +389,12 @@ def bench_audio(out: Path, repeat: int, gpu: bool = False) -> list[dict[str, Any
     for name, path in models.items():
         ext = make_extractor(name, {"model": str(path), "device": device, "batch_size": batch_size})
         rows += _bench_one_audio_model(name, ext, items, out, repeat, f"{name} ({scale}, {where})")
+    if items:
+        rows += bench_audio_decode_rates(items, repeat)
+        configs = {name: make_extractor(name, {"model": str(models[name]), "device": device,
+                                               "batch_size": batch_size}).config
+                   for name in ("wavlm", "clap-audio", "ast")}
+        rows += bench_together(f"audio ({scale}, {where})", configs, items, out, repeat)
     return rows
 
 
@@ -641,6 +705,11 @@ def bench_visual(out: Path, repeat: int, gpu: bool = False) -> list[dict[str, An
                      "seconds": t_build, "ratio": t_build / bare,
                      "note": f"{len(crops) / t_build:.1f} crops/s; ratio vs bare decode + bare forward"})
         rows += part
+    scene = make_extractor("clip-scene", {"model": str(clip_path), "device": device, "batch_size": batch,
+                                          "fps": 2.0})
+    rows += bench_together(f"visual ({scale}, {where})",
+                           {"face": face.config, "clip-face": clip_face.config, "grada-face": grada.config,
+                            "clip-scene": scene.config}, items, out, repeat)
     return rows
 
 

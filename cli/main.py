@@ -22,7 +22,7 @@ from affectcache.extractors.config import field_docs
 from affectcache.store.errors import StoreError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -188,7 +188,7 @@ def _executor(scheduler: str | None) -> Iterator[Any]:
 
 def _run_build(names: Sequence[str], manifest: Path, store: str, configs: dict[str, dict[str, Any]], *,
                workers: int | None, scheduler: str | None, overwrite: bool, only: Sequence[str] | None,
-               redo: Sequence[str] = ()) -> None:
+               redo: Sequence[str] = (), tuning: Mapping[str, int] | None = None) -> None:
     from affectcache.store.build import build_many
     from affectcache.store.manifest import load_manifest
 
@@ -197,7 +197,8 @@ def _run_build(names: Sequence[str], manifest: Path, store: str, configs: dict[s
     items = load_manifest(manifest)
     with _executor(scheduler) as executor:
         reports = build_many(names, items, store, configs=configs, executor=executor, workers=workers,
-                             overwrite=overwrite, only=only or None, redo=redo, progress=sys.stderr.isatty())
+                             overwrite=overwrite, only=only or None, redo=redo, progress=sys.stderr.isatty(),
+                             **(tuning or {}))
     for report in reports:
         typer.echo(report.summary())
         for failure in report.failed:
@@ -216,11 +217,20 @@ def extract(
     workers: WorkersOpt = None, scheduler: SchedulerOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Delete the modality first and rebuild it all.")] = False,
     only: OnlyOpt = None,
+    decode_budget_mb: Annotated[int | None, typer.Option(
+        min=0, help="MB of decoded media (frames, audio) a task keeps so the modalities built together "
+                    "decode each item once; items beyond it are decoded per modality [default: 2048]."),
+    ] = None,
+    modality_threads: Annotated[int | None, typer.Option(
+        min=1, help="Modalities a task runs at once, so CPU work (MediaPipe, decoding) overlaps GPU "
+                    "forwards [default: 3 when a modality runs on CUDA, else 1].")] = None,
 ) -> None:
     """Extract modalities for the manifest's items into the store (missing/stale items only)."""
     configs = _load_configs(names, config, set_)
+    tuning = {key: value for key, value in (("decode_budget_mb", decode_budget_mb),
+                                            ("modality_threads", modality_threads)) if value is not None}
     _run_build(names, manifest, store, configs, workers=workers, scheduler=scheduler, overwrite=overwrite,
-               only=only)
+               only=only, tuning=tuning)
 
 
 @app.command()

@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from affectcache.extractors.base import NO_UPSTREAM, Extractor, Upstream
 from affectcache.extractors.config import ExtractorConfig, runtime_only
+from affectcache.extractors.decode_memo import MediaNeeds
 from affectcache.extractors.errors import ConfigError
 from affectcache.extractors.media import decode_audio
 from affectcache.extractors.pretrained import DtypeName, from_pretrained_kwargs, model_identity
@@ -267,6 +268,9 @@ class AudioWindowExtractor(Extractor[C], Generic[C]):
 
     def model_info(self) -> dict[str, Any]:
         return model_identity(self.config.model, self.config.revision)
+
+    def media_needs(self) -> MediaNeeds:
+        return MediaNeeds(audio_rates=frozenset({self.config.sample_rate}))
 
     def extract(self, item: MediaItem, upstream: Upstream = NO_UPSTREAM) -> FeatureArray:
         return self.extract_batch([item], [upstream])[0]

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from affectcache.extractors.config import ExtractorConfig, stable_hash
+from affectcache.extractors.decode_memo import NO_MEDIA, MediaNeeds
 from affectcache.extractors.errors import ConfigError
 from affectcache.extractors.provenance import library_versions, utc_now
 from affectcache.extractors.records import FeatureArray, MediaItem, ModalityKind
@@ -113,6 +114,12 @@ class Extractor(ABC, Generic[C]):
     def upstream_modalities(self) -> tuple[str, ...]:
         """The modalities this instance reads from the store (default: the class's ``requires``)."""
         return self.requires
+
+    def media_needs(self) -> MediaNeeds:
+        """The audio sample rates and frame samplings this instance decodes from each item (default:
+        none), so a build task decodes each item once for all its extractors. Frames chosen by an upstream
+        modality's stored sampling need not be declared: the extractor that made it declares them."""
+        return NO_MEDIA
 
     # ---- identity -------------------------------------------------------------------------------------
     def fingerprint(self, upstream_fingerprints: Mapping[str, str] | None = None) -> str:

@@ -54,6 +54,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
+    from affectcache.extractors.decode_memo import MediaNeeds
+
 logger = logging.getLogger(__name__)
 
 USABLE: Final = frozenset({"ok", "truncated"})
@@ -162,6 +164,9 @@ class BehaviourCaptionExtractor(Extractor[BehaviourCaptionConfig]):
 
     def model_info(self) -> dict[str, Any]:
         return model_identity(self.config.model, self.config.revision)
+
+    def media_needs(self) -> MediaNeeds:
+        return self.config.media_needs()
 
     def _load(self) -> VideoTextGenerator:
         cfg = self.config

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
+    from affectcache.extractors.decode_memo import MediaNeeds
+
 Branch = Literal["multimodal", "visual", "text"]
 Stat = Literal["mean", "std", "last"]
 
@@ -122,6 +124,9 @@ class BehaviourHiddenExtractor(Extractor[BehaviourHiddenConfig]):
 
     def model_info(self) -> dict[str, Any]:
         return model_identity(self.config.model, self.config.revision)
+
+    def media_needs(self) -> MediaNeeds:
+        return self.config.media_needs()
 
     def _load(self) -> TransformersVideoLM:
         return TransformersVideoLM(self.config.vlm_settings())

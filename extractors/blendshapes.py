@@ -24,6 +24,7 @@ import numpy as np
 from affectcache.extractors.assets import AssetError, asset_path, fetch_asset, get_asset
 from affectcache.extractors.base import NO_UPSTREAM, Extractor, Upstream
 from affectcache.extractors.config import ExtractorConfig
+from affectcache.extractors.decode_memo import FrameSampling, MediaNeeds
 from affectcache.extractors.media import iter_frames
 from affectcache.extractors.mediapipe_tasks import base_options, decode_size, mp_image
 from affectcache.extractors.records import FeatureArray, MediaItem
@@ -166,6 +167,9 @@ class BlendshapesExtractor(Extractor[BlendshapesConfig]):
     def model_info(self) -> dict[str, Any]:
         return {"id": f"mediapipe:{self.config.asset}", "revision": None,
                 "sha256": get_asset(self.config.asset).sha256}
+
+    def media_needs(self) -> MediaNeeds:
+        return MediaNeeds(frame_samplings=frozenset({FrameSampling(fps=self.config.fps)}))
 
     def _load(self) -> BlendshapeEngine:
         if self._engine is not None:

@@ -39,7 +39,12 @@ import numpy as np
 
 from affectcache.extractors.assets import AssetError, asset_path, fetch_asset, get_asset
 from affectcache.extractors.base import NO_UPSTREAM, Extractor, Upstream
-from affectcache.extractors.frame_sampling import FrameSamplingConfig, sample_frames, sampling_attrs
+from affectcache.extractors.frame_sampling import (
+    FrameSamplingConfig,
+    sample_frames,
+    sampling_attrs,
+    sampling_needs,
+)
 from affectcache.extractors.mediapipe_tasks import base_options, mp_image
 from affectcache.extractors.records import FeatureArray, MediaItem
 from affectcache.extractors.registry import register_extractor
@@ -49,6 +54,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     import numpy.typing as npt
+
+    from affectcache.extractors.decode_memo import MediaNeeds
 
 logger = logging.getLogger(__name__)
 
@@ -361,6 +368,9 @@ class FaceExtractor(Extractor[FaceConfig]):
         assets = [cfg.detector_asset] + ([cfg.landmarker_asset] if cfg.landmarks else [])
         return {"id": "mediapipe:" + "+".join(assets), "revision": None,
                 "sha256": "+".join(get_asset(a).sha256 for a in assets)}
+
+    def media_needs(self) -> MediaNeeds:
+        return sampling_needs(self.config)
 
     def _load(self) -> FaceEngine:
         if self._engine is not None:

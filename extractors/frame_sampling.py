@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from affectcache.extractors.config import ExtractorConfig
+from affectcache.extractors.decode_memo import FrameSampling, MediaNeeds
 from affectcache.extractors.media import iter_frames
 from affectcache.extractors.mediapipe_tasks import decode_size
 
@@ -52,6 +53,12 @@ class FrameSamplingConfig(ExtractorConfig):
 def sampling_attrs(config: FrameSamplingConfig) -> dict[str, Any]:
     """The sampling settings as stored in entry attrs (read back by :func:`resample_frames`)."""
     return {"fps": config.fps, "n_frames": config.n_frames}
+
+
+def sampling_needs(config: FrameSamplingConfig) -> MediaNeeds:
+    """The frames an extractor with this sampling decodes (for
+    :meth:`~affectcache.extractors.base.Extractor.media_needs`)."""
+    return MediaNeeds(frame_samplings=frozenset({FrameSampling(fps=config.fps, n_frames=config.n_frames)}))
 
 
 def sample_frames(item: MediaItem, config: FrameSamplingConfig) -> Iterator[VideoFrame]:

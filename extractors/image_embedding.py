@@ -27,13 +27,20 @@ from affectcache.extractors.base import NO_UPSTREAM, Extractor, Upstream
 from affectcache.extractors.config import ExtractorConfig
 from affectcache.extractors.face_crops import face_row_frames, row_crops
 from affectcache.extractors.face_detection import FaceLayout
-from affectcache.extractors.frame_sampling import FrameSamplingConfig, sample_frames, sampling_attrs
+from affectcache.extractors.frame_sampling import (
+    FrameSamplingConfig,
+    sample_frames,
+    sampling_attrs,
+    sampling_needs,
+)
 from affectcache.extractors.records import FeatureArray, MediaItem
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     import numpy.typing as npt
+
+    from affectcache.extractors.decode_memo import MediaNeeds
 
 C = TypeVar("C", bound=ExtractorConfig)
 FC = TypeVar("FC", bound="FaceCropConfig")
@@ -158,6 +165,9 @@ class FaceCropEmbedder(_Embedder[FC]):
 
 class FrameEmbedder(_Embedder[SC]):
     """Embeds whole sampled frames; batches cross videos."""
+
+    def media_needs(self) -> MediaNeeds:
+        return sampling_needs(self.config)
 
     def extract_batch(self, items: Sequence[MediaItem],
                       upstream: Sequence[Upstream] | None = None) -> list[FeatureArray]:

@@ -14,12 +14,10 @@ Clips are half-open: ``[start_s, end_s)``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
 import stat
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -30,10 +28,11 @@ import numpy.typing as npt
 from av.stream import Disposition
 from av.video.reformatter import VideoReformatter
 
+from affectcache.extractors.decode_memo import DecodeMemo, Failed, FrameSampling, MediaNeeds, current_memo
 from affectcache.extractors.errors import BadMediaError
 
 if TYPE_CHECKING:
-    from collections.abc import Generator, Iterator
+    from collections.abc import Generator, Iterator, Sequence
     from pathlib import Path
 
     from av.audio.stream import AudioStream
@@ -519,34 +518,49 @@ def _packet_times(
     return times
 
 
-def _nearest(frames: Iterator[_Decoded], targets: Iterator[float]) -> Iterator[_Decoded]:
+class _Nearest:
     """For each target time, the decoded frame nearest to it, never the same frame twice.
 
-    Streams: holds at most the previous frame. A target whose nearest frame was already taken (a
-    target rate above the native one) is dropped, so times strictly increase.
+    Fed one decoded frame at a time (:meth:`push`), it holds at most the previous frame. A target whose
+    nearest frame was already taken (a target rate above the native one) is dropped, so times strictly
+    increase.
     """
-    target = next(targets, None)
-    prev: _Decoded | None = None
-    prev_taken = False
-    for cur in frames:
+
+    def __init__(self, targets: Iterator[float]) -> None:
+        self._targets = targets
+        self._target = next(targets, None)
+        self._prev: _Decoded | None = None
+        self._prev_taken = False
+
+    @property
+    def done(self) -> bool:
+        """No target left: later frames can be ignored."""
+        return self._target is None
+
+    def push(self, cur: _Decoded) -> list[_Decoded]:
+        """The frames selected once ``cur`` (the next decoded frame) is known, in order."""
+        out: list[_Decoded] = []
         cur_taken = False
-        while target is not None and cur.time_s >= target - _SEEK_SLACK_S:
-            if prev is not None and target - prev.time_s < cur.time_s - target:
-                if not prev_taken:
-                    prev_taken = True
-                    yield prev
+        while self._target is not None and cur.time_s >= self._target - _SEEK_SLACK_S:
+            if self._prev is not None and self._target - self._prev.time_s < cur.time_s - self._target:
+                if not self._prev_taken:
+                    self._prev_taken = True
+                    out.append(self._prev)
             elif not cur_taken:
                 cur_taken = True
-                yield cur
-            target = next(targets, None)
-        if target is None:
-            return
-        prev, prev_taken = cur, cur_taken
-    # A target after the last frame but while it is still shown (before its display interval
-    # ends) is served by it; later targets lie past the end of the video.
-    if (target is not None and prev is not None and not prev_taken
-            and target < prev.time_s + prev.interval_s - _SEEK_SLACK_S):
-        yield prev
+                out.append(cur)
+            self._target = next(self._targets, None)
+        self._prev, self._prev_taken = cur, cur_taken
+        return out
+
+    def finish(self) -> list[_Decoded]:
+        """At the end of the frames: a target after the last frame but while it is still shown (before
+        its display interval ends) is served by it; later targets lie past the end of the video."""
+        target, prev = self._target, self._prev
+        if (target is not None and prev is not None and not self._prev_taken
+                and target < prev.time_s + prev.interval_s - _SEEK_SLACK_S):
+            return [prev]
+        return []
 
 
 def _grid(origin: float, step: float, stop: float) -> Iterator[float]:
@@ -558,18 +572,48 @@ def _grid(origin: float, step: float, stop: float) -> Iterator[float]:
         k += 1
 
 
-def _tick_targets(frames: Iterator[_Decoded], fps: float, end_s: float | None) -> Iterator[_Decoded]:
+class _Ticks:
     """Sample at ``fps``: targets every ``1/fps`` s from the first frame of the clip to its end."""
-    first = next(frames, None)
-    if first is None:
-        return
-    rest = _chain_one(first, frames)
-    yield from _nearest(rest, _grid(first.time_s, 1.0 / fps, math.inf if end_s is None else end_s))
+
+    def __init__(self, fps: float, end_s: float | None) -> None:
+        self._fps = fps
+        self._stop = math.inf if end_s is None else end_s
+        self._nearest: _Nearest | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._nearest is not None and self._nearest.done
+
+    def push(self, cur: _Decoded) -> list[_Decoded]:
+        if self._nearest is None:
+            self._nearest = _Nearest(_grid(cur.time_s, 1.0 / self._fps, self._stop))
+        return self._nearest.push(cur)
+
+    def finish(self) -> list[_Decoded]:
+        return [] if self._nearest is None else self._nearest.finish()
 
 
-def _chain_one(first: _Decoded, rest: Iterator[_Decoded]) -> Iterator[_Decoded]:
-    yield first
-    yield from rest
+class _Every:
+    """Every decoded frame."""
+
+    done = False
+
+    def push(self, cur: _Decoded) -> list[_Decoded]:
+        return [cur]
+
+    def finish(self) -> list[_Decoded]:
+        return []
+
+
+_Selector = _Nearest | _Ticks | _Every
+
+
+def _selector(src: str, sampling: FrameSampling, start_s: float | None, end_s: float | None) -> _Selector:
+    if sampling.fps is not None:
+        return _Ticks(sampling.fps, end_s)
+    if sampling.n_frames is not None:
+        return _Nearest(iter(_uniform_targets(src, start_s, end_s, sampling.n_frames)))
+    return _Every()
 
 
 def _uniform_indices(n: int, k: int) -> npt.NDArray[np.int64]:
@@ -587,6 +631,106 @@ def _uniform_targets(src: str, start_s: float | None, end_s: float | None, k: in
     if not times:
         return []
     return [times[i] for i in _uniform_indices(len(times), k)]
+
+
+def _select_frames(
+    src: str, samplings: Sequence[FrameSampling], start_s: float | None, end_s: float | None,
+) -> Iterator[tuple[int, _Decoded | None]]:
+    """One decode pass serving several samplings: ``(k, frame)`` for each frame sampling ``k`` selects,
+    then ``(k, None)`` once sampling ``k`` is complete. Decoding stops when every sampling is."""
+    selectors = [_selector(src, sampling, start_s, end_s) for sampling in samplings]
+    source = _video_source(src, start_s, end_s)
+    finished = [False] * len(selectors)
+    try:
+        for decoded in source:
+            for k, selector in enumerate(selectors):
+                if finished[k]:
+                    continue
+                for frame in selector.push(decoded):
+                    yield k, frame
+                if selector.done:
+                    finished[k] = True
+                    yield k, None
+            if all(finished):
+                return
+        for k, selector in enumerate(selectors):
+            if not finished[k]:
+                for frame in selector.finish():
+                    yield k, frame
+                yield k, None
+    finally:
+        # Samplers stop pulling once their targets are used up; close the decoder (and its file)
+        # now rather than whenever the suspended generator is garbage-collected.
+        source.close()
+
+
+def _frame_bytes(frame: av.VideoFrame) -> int:
+    return sum(plane.buffer_size for plane in frame.planes)
+
+
+def _fresh_frames(src: str, sampling: FrameSampling, start_s: float | None,
+                  end_s: float | None) -> Generator[_Decoded, None, None]:
+    """The frames ``sampling`` selects, from a pass of their own."""
+    for _, decoded in _select_frames(src, (sampling,), start_s, end_s):
+        if decoded is not None:
+            yield decoded
+
+
+def _shared_frames(memo: DecodeMemo, src: str, sampling: FrameSampling, start_s: float | None,
+                   end_s: float | None) -> Generator[_Decoded, None, None]:
+    """The frames ``sampling`` selects, from the memo or from one pass that also selects (and keeps) the
+    frames of every other sampling the task declared; streamed without the memo if they do not fit."""
+    memo.note_request(MediaNeeds(frame_samplings=frozenset({sampling})))
+    clip = ("frames", src, start_s, end_s)
+    kept = memo.get((*clip, sampling))
+    if kept is None:
+        # The claim covers the decode only, never a yield: a consumer that stops or fails mid-item must
+        # not leave other threads waiting for this file.
+        with memo.decoding(clip):
+            kept = memo.get((*clip, sampling))
+            if kept is None:
+                kept = _decode_and_keep(memo, clip, src, sampling, start_s, end_s)
+    if kept is _OVER_BUDGET:
+        yield from _fresh_frames(src, sampling, start_s, end_s)
+    elif isinstance(kept, Failed):
+        raise BadMediaError(kept.message)
+    else:
+        yield from kept
+
+
+_OVER_BUDGET: Final = Failed("over the decode memo's budget")
+
+
+def _decode_and_keep(memo: DecodeMemo, clip: tuple[str, str, float | None, float | None], src: str,
+                     sampling: FrameSampling, start_s: float | None, end_s: float | None,
+                     ) -> list[_Decoded] | Failed:
+    """One pass selecting the frames of ``sampling`` and of every other declared sampling, all kept in
+    the memo; :data:`_OVER_BUDGET` (nothing kept) when they do not fit in what is left of the budget."""
+    samplings = [sampling, *(s for s in memo.needs.frame_samplings
+                             if s != sampling and not memo.has((*clip, s)))]
+    selected: list[list[_Decoded]] = [[] for _ in samplings]
+    complete: dict[int, list[_Decoded] | Failed] = {}
+    reserved = 0
+    try:
+        for k, decoded in _select_frames(src, samplings, start_s, end_s):
+            if decoded is None:
+                complete[k] = selected[k]
+                continue
+            nbytes = _frame_bytes(decoded.frame)
+            if not memo.reserve(nbytes):
+                memo.release(reserved)
+                memo.count_dropped()
+                return _OVER_BUDGET
+            reserved += nbytes
+            selected[k].append(decoded)
+    except BadMediaError as exc:
+        for k in range(len(samplings)):
+            complete.setdefault(k, Failed(str(exc)))
+        memo.release(sum(_frame_bytes(d.frame) for k, frames in enumerate(selected)
+                         if complete[k] is not frames for d in frames))
+    for k, outcome in complete.items():
+        memo.put((*clip, samplings[k]), outcome)
+    return complete[0]
 
 
 def iter_frames(
@@ -652,13 +796,10 @@ def _iter_frames(
     src: str, *, fps: float | None, n_frames: int | None, size: tuple[int, int] | None,
     start_s: float | None, end_s: float | None,
 ) -> Iterator[VideoFrame]:
-    targets = None if n_frames is None else _uniform_targets(src, start_s, end_s, n_frames)
-    source = _video_source(src, start_s, end_s)
-    frames: Iterator[_Decoded] = source
-    if fps is not None:
-        frames = _tick_targets(source, fps, end_s)
-    elif targets is not None:
-        frames = _nearest(source, iter(targets))
+    sampling = FrameSampling(fps=fps, n_frames=n_frames)
+    memo = current_memo()
+    frames = (_fresh_frames(src, sampling, start_s, end_s) if memo is None
+              else _shared_frames(memo, src, sampling, start_s, end_s))
     # One reformatter for the whole stream caches the swscale context; frame.reformat() and
     # frame.to_ndarray(format=...) build a fresh one per frame, which is ~10x slower at 320x240.
     reformatter = VideoReformatter()
@@ -673,9 +814,7 @@ def _iter_frames(
     except av.error.FFmpegError as exc:  # swscale failures; decode errors are already BadMediaError
         raise BadMediaError(f"{src}: converting a video frame to RGB failed: {exc}") from exc
     finally:
-        # Samplers stop pulling once their targets are used up; close the decoder (and its file)
-        # now rather than whenever the suspended generator is garbage-collected.
-        source.close()
+        frames.close()
     if count == 0:
         clip = _describe_clip(start_s, end_s)
         raise BadMediaError(f"{src}: no video frame decoded{clip}; the video stream is empty or corrupt"
@@ -765,9 +904,7 @@ def _rechunk(
         total += n_pending
         yield np.concatenate(pending)
     if total == 0:
-        clip = _describe_clip(start_s, end_s)
-        raise BadMediaError(f"{src}: no audio sample decoded{clip}; the audio stream is empty or corrupt"
-                            + ("" if not clip else ", or the clip lies outside it"))
+        raise _no_audio_error(src, start_s, end_s)
 
 
 def _decode_audio_frames(container: InputContainer, stream: AudioStream, src: str) -> Iterator[av.AudioFrame]:
@@ -780,69 +917,140 @@ def _decode_audio_frames(container: InputContainer, stream: AudioStream, src: st
         ) from exc
 
 
-def _audio_blocks(
-    src: str, sample_rate: int, start_s: float | None, end_s: float | None, *, allow_seek: bool = True,
-) -> Iterator[npt.NDArray[np.float32]]:
-    """Resampled mono blocks covering samples ``[round(start_s*sr), round(end_s*sr))`` of file time."""
+@dataclass(eq=False)
+class _RateCut:
+    """One output rate of an audio pass: its resampler and where its clip starts and ends."""
+
+    rate: int
+    lo: int | None
+    """First wanted sample (file-time index at ``rate``); None = from the stream start."""
+    hi: int | None
+    """End (exclusive) of the wanted samples; None = to the stream end."""
+    resampler: av.AudioResampler
+    pos: int | None = None
+    """File-time sample index of the next resampled sample; None until the first output."""
+
+
+_AudioEvent = tuple[int, "npt.NDArray[np.float32] | BadMediaError | None"]
+"""``(rate, samples)`` for a block of a rate's clip, ``(rate, None)`` when that rate's clip is complete,
+``(rate, error)`` when that rate failed on its own (truncation)."""
+
+
+def _audio_pass(
+    src: str, rates: Sequence[int], start_s: float | None, end_s: float | None, *, allow_seek: bool = True,
+) -> Iterator[_AudioEvent]:
+    """Decode the clip once and resample it to each of ``rates``, each through its own resampler.
+
+    Per rate, the samples are exactly those of a pass for that rate alone: each resampler sees the same
+    decoded frames and stops where it would alone. Failures that hit every rate (no audio stream,
+    decoding errors) are raised.
+    """
     with _open(src) as container:
         stream = _require_audio(container, src)
         _check_bounds(src, start_s, end_s, _file_duration_s(container, src))
         origin_s = _container_start_s(container)
         declared_end_s = _stream_end_s(container, stream)
-        lo = None if start_s is None else round(start_s * sample_rate)
         hi_s = end_s if declared_end_s is None else (
             declared_end_s if end_s is None else min(end_s, declared_end_s))
-        hi = None if hi_s is None else round(hi_s * sample_rate)
         seek_s = None if start_s is None else start_s - AUDIO_PREROLL_S
         seeked = allow_seek and seek_s is not None and seek_s > 0 and _seek(container, stream, src, seek_s)
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        active = [_RateCut(rate=rate, lo=None if start_s is None else round(start_s * rate),
+                           hi=None if hi_s is None else round(hi_s * rate),
+                           resampler=av.AudioResampler(format="flt", layout="mono", rate=rate))
+                  for rate in rates]
+        retry: list[int] = []  # rates whose first samples came after the clip start: the seek overshot
+        for frame in _chain_flush(_decode_audio_frames(container, stream, src)):
+            for cut in list(active):
+                for out in _resample(cut.resampler, frame, src):
+                    if cut.pos is None:
+                        if out.pts is not None and out.time_base is not None:
+                            cut.pos = round((float(out.pts * out.time_base) - origin_s) * cut.rate)
+                        else:
+                            cut.pos = 0
+                        if (seeked and cut.lo is not None
+                                and cut.pos > cut.lo + round(_SEEK_SLACK_S * cut.rate) + 1):
+                            active.remove(cut)
+                            retry.append(cut.rate)
+                            break
+                    samples = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                    first, cut.pos = cut.pos, cut.pos + samples.size
+                    a = 0 if cut.lo is None else min(max(cut.lo - first, 0), samples.size)
+                    b = samples.size if cut.hi is None else min(max(cut.hi - first, 0), samples.size)
+                    if b > a:
+                        yield cut.rate, samples[a:b]
+                    if cut.hi is not None and cut.pos >= cut.hi:
+                        active.remove(cut)
+                        yield cut.rate, None
+                        break
+            if not active:
+                break
+        for cut in active:  # the stream ended before these rates reached their clip end
+            if seeked and cut.pos is None:  # nothing at all came after the seek: retry from the top
+                retry.append(cut.rate)
+            elif declared_end_s is not None and cut.pos is not None and (
+                    (declared_end_s if end_s is None else min(end_s, declared_end_s)) - cut.pos / cut.rate
+                    > TRUNCATION_SLACK_S):
+                yield cut.rate, _truncation_error(src, "audio", cut.pos / cut.rate, declared_end_s)
+            else:
+                yield cut.rate, None
+    if retry:  # the container is closed; decode these rates from the top
+        logger.debug("%s: audio seek to %.3f s missed the clip start; decoding from the start", src, seek_s)
+        yield from _audio_pass(src, retry, start_s, end_s, allow_seek=False)
 
-        pos: int | None = None  # file-time sample index of the next resampled sample
-        for out in _resampled(container, stream, src, resampler):
-            if pos is None:
-                if out.pts is not None and out.time_base is not None:
-                    pos = round((float(out.pts * out.time_base) - origin_s) * sample_rate)
-                else:
-                    pos = 0
-                if seeked and lo is not None and pos > lo + round(_SEEK_SLACK_S * sample_rate) + 1:
-                    break  # the seek overshot the clip start
-            samples = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
-            first, pos = pos, pos + samples.size
-            a = 0 if lo is None else min(max(lo - first, 0), samples.size)
-            b = samples.size if hi is None else min(max(hi - first, 0), samples.size)
-            if b > a:
-                yield samples[a:b]
-            if hi is not None and pos >= hi:
-                return
-        else:
-            if not (seeked and pos is None):  # else nothing at all came after the seek: retry
-                if declared_end_s is not None and pos is not None:
-                    reached = pos / sample_rate
-                    wanted = declared_end_s if end_s is None else min(end_s, declared_end_s)
-                    if wanted - reached > TRUNCATION_SLACK_S:
-                        raise _truncation_error(src, "audio", reached, declared_end_s)
-                return
-    # Only reached when the seek missed the clip start: the container is closed; decode from the top.
-    logger.debug("%s: audio seek to %.3f s missed the clip start; decoding from the start", src, seek_s)
-    yield from _audio_blocks(src, sample_rate, start_s, end_s, allow_seek=False)
+
+def _audio_blocks(
+    src: str, sample_rate: int, start_s: float | None, end_s: float | None,
+) -> Iterator[npt.NDArray[np.float32]]:
+    """Resampled mono blocks covering samples ``[round(start_s*sr), round(end_s*sr))`` of file time."""
+    for _, event in _audio_pass(src, (sample_rate,), start_s, end_s):
+        if isinstance(event, BadMediaError):
+            raise event
+        if event is None:
+            return
+        yield event
 
 
-def _resampled(
-    container: InputContainer, stream: AudioStream, src: str, resampler: av.AudioResampler,
-) -> Iterator[av.AudioFrame]:
-    """Decoded frames of ``stream`` through ``resampler``, flushed at the end with ``resample(None)``."""
-    for frame in _chain_flush(_decode_audio_frames(container, stream, src)):
-        try:
-            yield from resampler.resample(frame)
-        except (av.error.FFmpegError, ValueError) as exc:
-            # ValueError: PyAV refuses frames whose format/layout/rate changed mid-stream.
-            raise BadMediaError(f"{src}: resampling the audio failed: {exc}") from exc
+def _resample(resampler: av.AudioResampler, frame: av.AudioFrame | None, src: str) -> list[av.AudioFrame]:
+    """``resampler.resample(frame)`` (None flushes its buffered tail), failures as BadMediaError."""
+    try:
+        return resampler.resample(frame)
+    except (av.error.FFmpegError, ValueError) as exc:
+        # ValueError: PyAV refuses frames whose format/layout/rate changed mid-stream.
+        raise BadMediaError(f"{src}: resampling the audio failed: {exc}") from exc
 
 
 def _chain_flush(frames: Iterator[av.AudioFrame]) -> Iterator[av.AudioFrame | None]:
     """The decoded frames, then None: ``resample(None)`` flushes the resampler's buffered tail."""
     yield from frames
     yield None
+
+
+def _no_audio_error(src: str, start_s: float | None, end_s: float | None) -> BadMediaError:
+    clip = _describe_clip(start_s, end_s)
+    return BadMediaError(f"{src}: no audio sample decoded{clip}; the audio stream is empty or corrupt"
+                         + ("" if not clip else ", or the clip lies outside it"))
+
+
+def _decode_audio_rates(
+    src: str, rates: Sequence[int], start_s: float | None, end_s: float | None,
+) -> dict[int, npt.NDArray[np.float32] | BadMediaError]:
+    """The whole clip at each rate from one decode, or the error that rate ended with."""
+    blocks: dict[int, list[npt.NDArray[np.float32]]] = {rate: [] for rate in rates}
+    outcome: dict[int, npt.NDArray[np.float32] | BadMediaError] = {}
+    try:
+        for rate, event in _audio_pass(src, rates, start_s, end_s):
+            if isinstance(event, np.ndarray):
+                blocks[rate].append(event)
+            elif event is not None:
+                outcome[rate] = event
+            elif blocks[rate]:
+                outcome[rate] = np.concatenate(blocks.pop(rate))  # a copy, off the decoder's buffers
+            else:
+                outcome[rate] = _no_audio_error(src, start_s, end_s)
+    except BadMediaError as exc:
+        for rate in rates:
+            outcome.setdefault(rate, exc)
+    return outcome
 
 
 def decode_audio(
@@ -855,6 +1063,8 @@ def decode_audio(
     """Decode the first audio stream (or the ``start_s``..``end_s`` clip of it) to one mono array.
 
     Same semantics as :func:`iter_audio`, concatenated; for long files prefer :func:`iter_audio`.
+    Inside :func:`~affectcache.extractors.decode_memo.shared_decoding`, one decode serves every declared
+    sample rate (each resampled on its own, so the samples are those of a lone call) and is reused.
 
     Args:
         path: Media file (or URL FFmpeg can open).
@@ -870,31 +1080,41 @@ def decode_audio(
         BadMediaError: Missing/empty/corrupt/truncated file, no audio stream, clip bounds outside
             the file, or no sample decoded.
     """
-    memo = _AUDIO_MEMO.get()
-    key = (str(path), int(sample_rate), start_s, end_s)
-    if memo is not None and key in memo:
-        return memo[key].copy()  # a copy: callers may modify their waveform in place
-    chunks = list(iter_audio(path, sample_rate=sample_rate, chunk_s=600.0, start_s=start_s, end_s=end_s))
-    audio = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
-    if memo is not None:
-        memo[key] = audio.copy()
-    return audio
+    src = _source(path)
+    _check_audio_args(sample_rate, start_s, end_s)
+    _check_file(src)
+    memo = current_memo()
+    if memo is None:
+        result = _decode_audio_rates(src, (sample_rate,), start_s, end_s)[sample_rate]
+    else:
+        result = _shared_audio(memo, src, sample_rate, start_s, end_s)
+    if isinstance(result, BadMediaError):
+        raise result
+    return result
 
 
-_AUDIO_MEMO: ContextVar[dict[tuple[str, int, float | None, float | None], npt.NDArray[np.float32]] | None] = (
-    ContextVar("affectcache_audio_memo", default=None))
-
-
-@contextlib.contextmanager
-def shared_audio_decoding() -> Iterator[None]:
-    """Within the block, :func:`decode_audio` decodes each (file, rate, clip) once and reuses it.
-
-    The build runner opens one around a task that builds several modalities, so audio extractors built
-    together share one decode (and resample) per item and sample rate. Outputs are unchanged: the
-    reused samples are exactly what a fresh decode returns.
-    """
-    token = _AUDIO_MEMO.set({})
-    try:
-        yield
-    finally:
-        _AUDIO_MEMO.reset(token)
+def _shared_audio(memo: DecodeMemo, src: str, sample_rate: int, start_s: float | None,
+                  end_s: float | None) -> npt.NDArray[np.float32] | BadMediaError:
+    memo.note_request(MediaNeeds(audio_rates=frozenset({sample_rate})))
+    clip = ("audio", src, start_s, end_s)
+    kept = memo.get((*clip, sample_rate))
+    if kept is None:
+        with memo.decoding(clip):
+            kept = memo.get((*clip, sample_rate))
+            if kept is None:
+                rates = [sample_rate, *sorted(r for r in memo.needs.audio_rates
+                                              if r != sample_rate and not memo.has((*clip, r)))]
+                for rate, outcome in _decode_audio_rates(src, rates, start_s, end_s).items():
+                    if isinstance(outcome, BadMediaError):
+                        memo.put((*clip, rate), Failed(str(outcome)))
+                    elif memo.reserve(outcome.nbytes):
+                        memo.put((*clip, rate), outcome)
+                    else:
+                        memo.count_dropped()
+                    if rate == sample_rate:
+                        kept = outcome
+    if isinstance(kept, Failed):
+        return BadMediaError(kept.message)
+    assert isinstance(kept, (np.ndarray, BadMediaError))
+    # A copy: callers may modify their waveform in place, and the kept one serves other extractors.
+    return kept.copy() if isinstance(kept, np.ndarray) else kept

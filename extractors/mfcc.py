@@ -19,6 +19,7 @@ import numpy as np
 
 from affectcache.extractors.base import NO_UPSTREAM, Extractor, Upstream
 from affectcache.extractors.config import ExtractorConfig, runtime_only
+from affectcache.extractors.decode_memo import MediaNeeds
 from affectcache.extractors.media import decode_audio
 from affectcache.extractors.records import FeatureArray, MediaItem
 from affectcache.extractors.registry import register_extractor
@@ -117,6 +118,9 @@ class MFCCExtractor(Extractor[MFCCConfig]):
     @classmethod
     def demo_config(cls, workdir: Path) -> MFCCConfig:
         return MFCCConfig()
+
+    def media_needs(self) -> MediaNeeds:
+        return MediaNeeds(audio_rates=frozenset({self.config.sample_rate}))
 
     def _load(self) -> dict[str, torch.Tensor]:
         import torch

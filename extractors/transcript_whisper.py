@@ -24,6 +24,7 @@ import numpy as np
 
 from affectcache.extractors.base import NO_UPSTREAM, Extractor, Upstream
 from affectcache.extractors.config import ExtractorConfig, runtime_only
+from affectcache.extractors.decode_memo import MediaNeeds
 from affectcache.extractors.media import decode_audio
 from affectcache.extractors.pretrained import model_identity
 from affectcache.extractors.records import FeatureArray, MediaItem
@@ -143,6 +144,9 @@ class WhisperTranscriptExtractor(Extractor[WhisperTranscriptConfig]):
     def model_info(self) -> dict[str, Any]:
         settings = self.config.recognizer_settings()
         return model_identity(settings.model, settings.revision)
+
+    def media_needs(self) -> MediaNeeds:
+        return MediaNeeds(audio_rates=frozenset({SAMPLE_RATE}))
 
     def _load(self) -> SpeechRecognizer:
         return make_recognizer(self.config.backend, self.config.recognizer_settings())

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from affectcache.extractors.config import ExtractorConfig, runtime_only
+from affectcache.extractors.decode_memo import FrameSampling, MediaNeeds
 from affectcache.extractors.errors import BadMediaError
 from affectcache.extractors.media import iter_frames, probe
 from affectcache.extractors.vlm import VLMSettings, chat_prompt
@@ -151,6 +152,10 @@ class VideoPromptConfig(ExtractorConfig):
         """Engine settings from this config."""
         return VLMSettings(model=self.model, revision=self.revision, device=self.device, dtype=self.dtype,
                            max_model_len=self.max_model_len, **extra)  # type: ignore[arg-type]
+
+    def media_needs(self) -> MediaNeeds:
+        """The frames :func:`item_segments` decodes."""
+        return MediaNeeds(frame_samplings=frozenset({FrameSampling(fps=self.fps)}))
 
 
 @dataclass(frozen=True)

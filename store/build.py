@@ -13,7 +13,9 @@ Because an entry only counts once its ``complete`` marker is written, a run kill
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
+import contextvars
 import functools
 import importlib
 import json
@@ -25,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from affectcache.extractors.base import Extractor
 from affectcache.extractors.config import ExtractorConfig
+from affectcache.extractors.decode_memo import DEFAULT_BUDGET_MB, combined_needs, shared_decoding
 from affectcache.extractors.errors import BadMediaError, ConfigError
-from affectcache.extractors.media import shared_audio_decoding
 from affectcache.extractors.provenance import utc_now
 from affectcache.extractors.records import MediaItem
 from affectcache.extractors.registry import get_extractor_cls
@@ -164,12 +166,17 @@ def build_many(
     redo: Sequence[str] = (),
     videos_per_task: int | None = None,
     progress: bool = False,
+    decode_budget_mb: int = DEFAULT_BUDGET_MB,
+    modality_threads: int | None = None,
 ) -> list[BuildReport]:
     """Build several modalities together: one task per chunk of videos runs every modality in turn.
 
     Modalities are run in dependency order (a modality whose upstream is built in the same call comes
-    after it, and reads what the same task just wrote). Within a task, audio is decoded once per item
-    and sample rate for all modalities (:func:`~affectcache.extractors.media.shared_audio_decoding`).
+    after it, and reads what the same task just wrote). Within a task each item is decoded once for all
+    modalities: one audio decode resampled to every model's rate, one video pass selecting every
+    modality's frames (:func:`~affectcache.extractors.decode_memo.shared_decoding`); outputs equal those
+    of separate builds. Modalities that do not depend on each other can run side by side in a task
+    (``modality_threads``), so CPU work such as MediaPipe overlaps another modality's GPU forward.
     An item that fails in an upstream modality is recorded as a missing-upstream failure downstream.
 
     Args:
@@ -185,6 +192,10 @@ def build_many(
         redo: Rebuild these ids even if complete.
         videos_per_task: Items per task (default: enough tasks to keep every worker busy).
         progress: Show a progress bar on stderr.
+        decode_budget_mb: Decoded media (native-size frames, audio) a task may keep for its other
+            modalities; items that do not fit are decoded again by each modality that needs them.
+        modality_threads: Modalities a task runs at once (each in its own thread, dependencies waited
+            for); None = 3 when the task uses a GPU, else 1 (on CPU they would only compete for cores).
 
     Returns:
         One report per modality, in the order given.
@@ -228,7 +239,9 @@ def build_many(
         if work:
             with _executor(executor, workers, len(work)) as (ex, n_workers):
                 per_task = videos_per_task or max(1, min(8, math.ceil(len(work) / (4 * n_workers))))
-                _run(fs, [jobs[n] for n in order], work, ex, per_task, progress)
+                threads = modality_threads or (3 if _uses_gpu(extractors) else 1)
+                options = TaskOptions(decode_budget_mb=decode_budget_mb, modality_threads=threads)
+                _run(fs, [jobs[n] for n in order], work, ex, per_task, progress, options)
     seconds = time.perf_counter() - started
     for job in jobs.values():
         job.report.seconds = seconds
@@ -337,18 +350,22 @@ def _executor(executor: SupportsSubmit | None, workers: int | None,
         yield client, min(n, n_items)
 
 
+def _uses_gpu(extractors: Mapping[str, Extractor[Any]]) -> bool:
+    return any(type(ext.config).uses_gpu and ext.config.device.startswith("cuda")
+               for ext in extractors.values())
+
+
 def _run(fs: FeatureStore, jobs: list[_Job], work: list[MediaItem], executor: SupportsSubmit,
-         per_task: int, progress: bool) -> None:
+         per_task: int, progress: bool, options: TaskOptions) -> None:
     specs = [(job.extractor.name, type(job.extractor).__module__,
               json.dumps(job.extractor.config.to_dict(), sort_keys=True)) for job in jobs]
-    gpu = any(type(job.extractor.config).uses_gpu and job.extractor.config.device.startswith("cuda")
-              for job in jobs)
+    gpu = _uses_gpu({job.extractor.name: job.extractor for job in jobs})
     todo = {job.extractor.name: job.planned_ids for job in jobs}
     by_name = {job.extractor.name: job for job in jobs}
     chunks = [work[i: i + per_task] for i in range(0, len(work), per_task)]
     futures = [submit_task(executor, run_task, specs,
                            {name: sorted(ids & {it.video_id for it in chunk}) for name, ids in todo.items()},
-                           chunk, fs, gpu=gpu)
+                           chunk, fs, options, gpu=gpu)
                for chunk in chunks]
     label = "+".join(by_name)
     with _progress_bar(progress, label, len(work)) as advance:
@@ -403,40 +420,85 @@ def _worker_extractor(name: str, module: str, config_json: str) -> Extractor[Any
     return make_extractor(name, json.loads(config_json))
 
 
-def run_task(specs: Sequence[tuple[str, str, str]], todo: Mapping[str, Sequence[str]],
-             items: Sequence[MediaItem], fs: FeatureStore) -> dict[str, TaskResult]:
-    """Extract and write a chunk of items for each modality in ``specs`` order (runs on a worker).
+@dataclass(frozen=True, kw_only=True)
+class TaskOptions:
+    """How a worker runs a task (the same for every task of a build)."""
 
-    ``specs`` holds ``(name, defining module, config JSON)`` per modality and ``todo`` the ids each
-    modality must build. Only bad media is caught; an item that failed upstream in this task is a
+    decode_budget_mb: int = DEFAULT_BUDGET_MB
+    """Decoded media the task may keep for its other modalities (see ``build_many``)."""
+    modality_threads: int = 1
+    """Modalities run at once, dependencies waited for."""
+
+
+def run_task(specs: Sequence[tuple[str, str, str]], todo: Mapping[str, Sequence[str]],
+             items: Sequence[MediaItem], fs: FeatureStore,
+             options: TaskOptions = TaskOptions()) -> dict[str, TaskResult]:
+    """Extract and write a chunk of items for each modality in ``specs`` (runs on a worker).
+
+    ``specs`` holds ``(name, defining module, config JSON)`` per modality in dependency order, and
+    ``todo`` the ids each modality must build. Each item is decoded once for all the modalities (within
+    the decode budget). Only bad media is caught; an item that failed upstream in this task is a
     missing-upstream failure downstream.
     """
-    failed_here: dict[str, set[str]] = {}
+    extractors = {name: _worker_extractor(name, module, config_json) for name, module, config_json in specs}
+    needs = combined_needs(ext.media_needs() for ext in extractors.values())
     results: dict[str, TaskResult] = {}
-    with shared_audio_decoding():
-        for name, module, config_json in specs:
-            started = time.perf_counter()
-            extractor = _worker_extractor(name, module, config_json)
-            wanted = set(todo.get(name, ()))
-            blocked: list[ItemFailure] = []
-            ready: list[MediaItem] = []
-            for item in items:
-                if item.video_id not in wanted:
-                    continue
-                broken = [up for up in extractor.upstream_modalities()
-                          if item.video_id in failed_here.get(up, set())]
-                if broken:
-                    blocked.append(ItemFailure(video_id=item.video_id, error=MISSING_UPSTREAM,
-                                               message=f"{item.video_id}: {broken} failed for this item "
-                                                       "(see its failure record)"))
-                else:
-                    ready.append(item)
-            written, failed = _extract_and_write(extractor, ready, fs) if ready else ([], [])
-            failed.extend(blocked)
-            failed_here[name] = {f.video_id for f in failed}
-            results[name] = TaskResult(written=tuple(written), failed=tuple(failed),
-                                       seconds=time.perf_counter() - started)
+    with shared_decoding(needs, budget_mb=options.decode_budget_mb):
+        if options.modality_threads <= 1 or len(extractors) == 1:
+            for name, extractor in extractors.items():
+                results[name] = _run_modality(extractor, todo.get(name, ()), items, fs, results)
+        else:
+            _run_side_by_side(extractors, todo, items, fs, options.modality_threads, results)
     return results
+
+
+def _run_side_by_side(extractors: Mapping[str, Extractor[Any]], todo: Mapping[str, Sequence[str]],
+                      items: Sequence[MediaItem], fs: FeatureStore, threads: int,
+                      results: dict[str, TaskResult]) -> None:
+    """Run each modality in a thread as soon as the modalities it reads (in this task) are done."""
+    waits_for = {name: set(ext.upstream_modalities()) & set(extractors) for name, ext in extractors.items()}
+    pending = list(extractors)
+    with cf.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="affectcache-modality") as pool:
+        running: dict[cf.Future[TaskResult], str] = {}
+        try:
+            while pending or running:
+                for name in [n for n in pending if waits_for[n] <= results.keys()]:
+                    pending.remove(name)
+                    # A copy of this context per thread carries the task's decode memo into it.
+                    future = pool.submit(contextvars.copy_context().run, _run_modality, extractors[name],
+                                         todo.get(name, ()), items, fs, dict(results))
+                    running[future] = name
+                done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    results[running.pop(future)] = future.result()
+        except BaseException:
+            pending.clear()  # a bug stops the task: start nothing more; running modalities finish
+            raise
+
+
+def _run_modality(extractor: Extractor[Any], wanted_ids: Sequence[str], items: Sequence[MediaItem],
+                  fs: FeatureStore, upstream_results: Mapping[str, TaskResult]) -> TaskResult:
+    """One modality over the task's items it must build; items whose upstream failed in this task are
+    missing-upstream failures."""
+    started = time.perf_counter()
+    wanted = set(wanted_ids)
+    failed_upstream = {name: {f.video_id for f in result.failed} for name, result in upstream_results.items()}
+    blocked: list[ItemFailure] = []
+    ready: list[MediaItem] = []
+    for item in items:
+        if item.video_id not in wanted:
+            continue
+        broken = [up for up in extractor.upstream_modalities()
+                  if item.video_id in failed_upstream.get(up, set())]
+        if broken:
+            blocked.append(ItemFailure(video_id=item.video_id, error=MISSING_UPSTREAM,
+                                       message=f"{item.video_id}: {broken} failed for this item "
+                                               "(see its failure record)"))
+        else:
+            ready.append(item)
+    written, failed = _extract_and_write(extractor, ready, fs) if ready else ([], [])
+    failed.extend(blocked)
+    return TaskResult(written=tuple(written), failed=tuple(failed), seconds=time.perf_counter() - started)
 
 
 def _extract_and_write(extractor: Extractor[Any], items: Sequence[MediaItem],

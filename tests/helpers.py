@@ -21,6 +21,7 @@ from affectcache.extractors import (
     register_extractor,
     runtime_only,
 )
+from affectcache.extractors.decode_memo import MediaNeeds
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,6 +115,9 @@ class AudioLevelExtractor(Extractor[AudioLevelConfig]):
 
     def _load(self) -> None:
         return None
+
+    def media_needs(self) -> MediaNeeds:
+        return MediaNeeds(audio_rates=frozenset({self.config.sample_rate}))
 
     def extract(self, item: MediaItem, upstream: Upstream = NO_UPSTREAM) -> FeatureArray:
         from affectcache.extractors.media import decode_audio

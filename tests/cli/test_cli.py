@@ -7,6 +7,7 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -136,3 +137,13 @@ def test_extract_several_modalities_with_per_modality_settings(manifest: Path, t
                        "--set", "dim=2")
     assert code == 2
     assert "name the modality" in err
+    tuned = str(tmp_path / "tuned.zarr")
+    code, out, _ = run("extract", "test-derived", "test-counting", "-m", str(manifest), "-s", tuned,
+                       "-w", "0", "--set", "test-counting.dim=2", "--set", "test-derived.scale=3",
+                       "--modality-threads", "2", "--decode-budget-mb", "0")
+    assert code == 1
+    assert "test-derived: 2 written" in out
+    for name in ("test-counting", "test-derived"):
+        for vid in FeatureStore(store).videos(name):
+            np.testing.assert_array_equal(FeatureStore(tuned).read(name, vid).values,
+                                          FeatureStore(store).read(name, vid).values)

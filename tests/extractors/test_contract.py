@@ -133,6 +133,21 @@ def test_rows_are_keyed_and_times_increase(case: dict[str, Any]) -> None:
             assert np.isfinite(feats.values).all()
 
 
+def test_media_needs_declare_what_extraction_decodes(case: dict[str, Any]) -> None:
+    """A task decodes each item once for the rates and samplings its extractors declare; an undeclared
+    one would silently cost a second decode."""
+    from affectcache.extractors.decode_memo import shared_decoding
+
+    ext = case["cls"](case["config"])
+    needs = ext.media_needs()
+    with shared_decoding(needs) as memo:
+        ext.extract_batch(case["items"], case["upstream"])
+    assert memo.requested.audio_rates <= needs.audio_rates
+    if not ext.upstream_modalities():  # frames picked by an upstream's stored sampling are its to declare
+        assert memo.requested.frame_samplings <= needs.frame_samplings
+    assert memo.stats.decodes <= len(case["items"])  # one pass per item at most
+
+
 def test_provenance_is_complete_json(case: dict[str, Any]) -> None:
     ext = case["cls"](case["config"])
     ups = {name: "f" * 64 for name in ext.upstream_modalities()}

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -22,6 +23,9 @@ from affectcache.store.manifest import write_manifest
 from affectcache.store.status import store_status
 from affectcache.store.zarr_store import FeatureStore
 from tests.helpers import make_items, store_snapshot
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,6 +72,26 @@ def test_bugs_are_not_swallowed(tmp_path: Path, store_path: Path) -> None:
     # The lock was released: the next run can proceed.
     with ModalityLock(fs, "test-counting"):
         pass
+
+
+def test_a_bug_in_a_side_by_side_modality_stops_the_task(media_dir: Path, tmp_path: Path,
+                                                          store_path: Path) -> None:
+    import shutil
+
+    bug = tmp_path / "bug_here.mp4"
+    shutil.copy(media_dir / "a.mp4", bug)
+    items = [MediaItem(video_id="a", path=str(media_dir / "a.mp4")), MediaItem(video_id="bug", path=str(bug))]
+    with pytest.raises(RuntimeError, match="simulated bug"):
+        build_many(["test-counting", "test-audio-level", "test-derived"], items, store_path, workers=0,
+                   modality_threads=2, videos_per_task=2)
+    fs = FeatureStore(store_path)
+    # The modality running beside the failing one finished its batch; nothing after the bug started.
+    assert fs.videos("test-audio-level") == ["a", "bug"]
+    assert fs.videos("test-derived") == []
+    assert fs.failures("test-counting") == {}
+    for name in ("test-counting", "test-audio-level", "test-derived"):
+        with ModalityLock(fs, name):
+            pass
 
 
 def test_changed_config_is_refused_until_overwrite(tmp_path: Path, store_path: Path) -> None:
@@ -243,23 +267,26 @@ def test_build_many_runs_dependents_after_their_upstream(tmp_path: Path, store_p
             np.testing.assert_array_equal(together[vid]["values"], separate[vid]["values"])
 
 
-def test_build_many_decodes_audio_once_per_item_and_rate(media_dir: Path, store_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_build_many_decodes_audio_once_per_item_for_every_rate(media_dir: Path, store_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from affectcache.extractors import media
 
-    calls: list[tuple[str, int]] = []
-    real_iter_audio = media.iter_audio
+    passes: list[tuple[str, list[int]]] = []
+    real_pass = media._audio_pass
 
-    def counting_iter_audio(path: str, **kwargs: object) -> object:
-        calls.append((str(path), int(kwargs["sample_rate"])))  # type: ignore[call-overload]
-        return real_iter_audio(path, **kwargs)  # type: ignore[arg-type]
+    def counting_pass(src: str, rates: Sequence[int], *args: Any, **kwargs: Any) -> Any:
+        passes.append((src, sorted(rates)))
+        return real_pass(src, rates, *args, **kwargs)
 
-    monkeypatch.setattr(media, "iter_audio", counting_iter_audio)
+    monkeypatch.setattr(media, "_audio_pass", counting_pass)
     items = [MediaItem(video_id=n, path=str(media_dir / f"{n}.mp4")) for n in ("a", "b")]
-    build_many(["test-audio-level", "mfcc"], items, store_path, workers=0)
-    assert sorted(calls) == sorted((it.path, 16000) for it in items)  # one decode per item, not two
-    alone = store_path.parent / "alone.zarr"
-    build("mfcc", items, alone, workers=0)
-    for vid in ("a", "b"):
-        np.testing.assert_array_equal(FeatureStore(store_path).read("mfcc", vid).values,
-                                      FeatureStore(alone).read("mfcc", vid).values)
+    configs: dict[str, Any] = {"test-audio-level": {"sample_rate": 48000}}
+    build_many(["test-audio-level", "mfcc"], items, store_path, workers=0, configs=configs)
+    # One decode per item, resampled to both models' rates (mfcc 16 kHz, the level meter 48 kHz).
+    assert sorted(passes) == sorted((it.path, [16000, 48000]) for it in items)
+    for name in ("mfcc", "test-audio-level"):
+        alone = store_path.parent / f"alone-{name}.zarr"
+        build(name, items, alone, workers=0, config=configs.get(name))
+        for vid in ("a", "b"):
+            np.testing.assert_array_equal(FeatureStore(store_path).read(name, vid).values,
+                                          FeatureStore(alone).read(name, vid).values)
