@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 import numpy as np
 
+from affectcache.extractors.clip_preprocess import ClipPreprocessor
 from affectcache.extractors.config import ExtractorConfig, runtime_only
 from affectcache.extractors.frame_sampling import FrameSamplingConfig
 from affectcache.extractors.image_embedding import FaceCropConfig, FaceCropEmbedder, FrameEmbedder
@@ -93,19 +94,24 @@ class LoadedClip:
     processor: Any
     device: Any
     dtype: Any
+    preprocess: ClipPreprocessor
 
     @property
     def dim(self) -> int:
         """Projected embedding width."""
         return int(self.model.config.projection_dim)
 
-    def embed(self, images: list[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
-        """Projected embeddings of RGB uint8 images (any sizes: the processor resizes each)."""
+    def prepare(self, images: list[npt.NDArray[np.uint8]]) -> Any:
+        """Pixel values of RGB uint8 images of any sizes (resized and cropped as the processor does)."""
         import torch
 
-        pixels = self.processor(images=images, return_tensors="pt")["pixel_values"]
-        if self.device.type == "cuda":
-            pixels = pixels.pin_memory()
+        pixels = torch.from_numpy(self.preprocess(images))
+        return pixels.pin_memory() if self.device.type == "cuda" else pixels
+
+    def forward(self, pixels: Any) -> npt.NDArray[np.float32]:
+        """Projected embeddings of prepared pixel values."""
+        import torch
+
         pixels = pixels.to(self.device, self.dtype, non_blocking=True)
         with torch.inference_mode():
             out = self.model.get_image_features(pixel_values=pixels).pooler_output
@@ -122,7 +128,8 @@ def load_clip(config: ClipModelConfig) -> LoadedClip:
     dtype = resolve_dtype(config.dtype, config.device)
     model = CLIPModel.from_pretrained(config.model, **kwargs).to(device, dtype).eval()
     processor = AutoImageProcessor.from_pretrained(config.model, **kwargs)
-    return LoadedClip(model=model, processor=processor, device=device, dtype=dtype)
+    return LoadedClip(model=model, processor=processor, device=device, dtype=dtype,
+                      preprocess=ClipPreprocessor(processor))
 
 
 def _demo_model(workdir: Path) -> str:
@@ -152,8 +159,6 @@ class _ClipModel(Generic[CC]):
     def output_dim(self) -> int:
         return self.model.dim  # type: ignore[no-any-return]
 
-    def _embed(self, images: list[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
-        return self.model.embed(images)  # type: ignore[no-any-return]
 
 
 @register_extractor

@@ -157,13 +157,17 @@ class LoadedGrada:
     dtype: Any
     size: int
 
-    def embed(self, images: list[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
-        """``(n, 266)``: embedding, VA, emotion probabilities of RGB crops."""
+    def prepare(self, images: list[npt.NDArray[np.uint8]]) -> Any:
+        """The network input of RGB crops (letterboxed, normalised)."""
         import torch
 
         batch = torch.from_numpy(np.stack([grada_input(im, self.size) for im in images]))
-        if self.device.type == "cuda":
-            batch = batch.pin_memory()
+        return batch.pin_memory() if self.device.type == "cuda" else batch
+
+    def forward(self, batch: Any) -> npt.NDArray[np.float32]:
+        """``(n, 266)``: embedding, VA, emotion probabilities of prepared crops."""
+        import torch
+
         batch = batch.to(self.device, self.dtype, non_blocking=True)
         with torch.inference_mode():
             emb, va, logits = self.model(batch)
@@ -214,6 +218,3 @@ class GradaFaceExtractor(FaceCropEmbedder[GradaConfig]):
                 "columns": {"embedding": [0, EMBEDDING_DIM], "va_pred": [EMBEDDING_DIM, EMBEDDING_DIM + 2],
                             "emo_probs": [EMBEDDING_DIM + 2, self.output_dim]},
                 "va_order": ["valence", "arousal"]}
-
-    def _embed(self, images: list[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
-        return self.model.embed(images)  # type: ignore[no-any-return]

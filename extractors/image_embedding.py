@@ -1,9 +1,11 @@
 """Batched image embedders over video frames and face crops, with batches shared across videos.
 
 :class:`ImageBatcher` streams images (whole frames, or crops) of many items into fixed-size model
-batches and scatters the embeddings back to their rows, so memory stays bounded (one batch of images plus
-the outputs) and a batch can mix videos. Each image is embedded independently of its batch companions
-(per-image preprocessing, eval-mode models), so results do not depend on the grouping (tested).
+batches and scatters the embeddings back to their rows, so memory stays bounded (a batch of images, one
+more in flight, plus the outputs) and a batch can mix videos. On CUDA the forward of one batch runs on a
+background thread while the next batch is decoded, cropped and preprocessed. Each image is embedded
+independently of its batch companions (per-image preprocessing, eval-mode models), so results do not
+depend on the grouping or the overlap (tested).
 
 Two extractor bases use it:
 
@@ -12,14 +14,16 @@ Two extractor bases use it:
   Values are ``(n, dim)``; with the ``all`` face policy ``(n, slots, dim)``, zeros in empty slots.
 - :class:`FrameEmbedder`: whole sampled frames (:mod:`affectcache.extractors.frame_sampling`).
 
-Subclasses implement ``_embed`` (a list of RGB uint8 images → ``(n, dim)`` float32) and ``output_dim``.
+Subclasses load an :class:`ImageModel` (``prepare`` images on the CPU, ``forward`` them on the device) and
+implement ``output_dim``.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -36,7 +40,7 @@ from affectcache.extractors.frame_sampling import (
 from affectcache.extractors.records import FeatureArray, MediaItem
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     import numpy.typing as npt
 
@@ -47,16 +51,40 @@ FC = TypeVar("FC", bound="FaceCropConfig")
 SC = TypeVar("SC", bound=FrameSamplingConfig)
 
 
-class ImageBatcher:
-    """Accumulates images with their destinations; embeds a full batch at a time."""
+class ImageModel(Protocol):
+    """A loaded image model, in two steps so preprocessing (CPU) can overlap the forward (GPU)."""
 
-    def __init__(self, embed: Callable[[list[npt.NDArray[np.uint8]]], npt.NDArray[np.float32]],
-                 batch_size: int) -> None:
-        self._embed = embed
+    def prepare(self, images: list[npt.NDArray[np.uint8]]) -> Any:
+        """Model inputs for RGB uint8 images of any sizes (on the CPU; pinned when the model is on CUDA)."""
+
+    def forward(self, prepared: Any) -> npt.NDArray[np.float32]:
+        """``(n, dim)`` float32 embeddings of prepared inputs."""
+
+
+class ImageBatcher:
+    """Accumulates images with their destinations; embeds a full batch at a time.
+
+    With ``overlap``, each batch's forward runs on a background thread while the caller decodes, crops
+    and preprocesses the next batch (one batch in flight, so memory stays bounded); the embeddings land in
+    the same places either way. Use as a context manager and call :meth:`finish` at the end.
+    """
+
+    def __init__(self, model: ImageModel, batch_size: int, *, overlap: bool = False) -> None:
+        self._model = model
         self._batch_size = batch_size
         self._images: list[npt.NDArray[np.uint8]] = []
         self._targets: list[tuple[npt.NDArray[np.float32], tuple[Any, ...]]] = []
+        self._pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="affectcache-forward")
+                      if overlap else None)
+        self._in_flight: tuple[Future[npt.NDArray[np.float32]], list[tuple[Any, ...]]] | None = None
         self.embedded = 0
+
+    def __enter__(self) -> ImageBatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
     def add(self, image: npt.NDArray[np.uint8], target: npt.NDArray[np.float32],
             index: tuple[Any, ...]) -> None:
@@ -67,16 +95,36 @@ class ImageBatcher:
             self.flush()
 
     def flush(self) -> None:
-        """Embed whatever is queued."""
+        """Embed whatever is queued (with ``overlap``: start embedding it)."""
         if not self._images:
             return
-        out = np.asarray(self._embed(self._images), dtype=np.float32)
-        if out.shape[0] != len(self._images):
-            raise RuntimeError(f"embedder returned {out.shape[0]} rows for {len(self._images)} images")
-        for (target, index), row in zip(self._targets, out, strict=True):
-            target[index] = row
-        self.embedded += len(self._images)
+        prepared = self._model.prepare(self._images)
+        targets = self._targets
         self._images, self._targets = [], []
+        if self._pool is None:
+            self._scatter(self._model.forward(prepared), targets)
+            return
+        self._collect()
+        self._in_flight = (self._pool.submit(self._model.forward, prepared), targets)
+
+    def finish(self) -> None:
+        """Embed what is queued and wait for every embedding to land."""
+        self.flush()
+        self._collect()
+
+    def _collect(self) -> None:
+        if self._in_flight is not None:
+            future, targets = self._in_flight
+            self._in_flight = None
+            self._scatter(future.result(), targets)
+
+    def _scatter(self, out: npt.NDArray[np.float32], targets: list[tuple[Any, ...]]) -> None:
+        out = np.asarray(out, dtype=np.float32)
+        if out.shape[0] != len(targets):
+            raise RuntimeError(f"embedder returned {out.shape[0]} rows for {len(targets)} images")
+        for (target, index), row in zip(targets, out, strict=True):
+            target[index] = row
+        self.embedded += len(targets)
 
 
 class _Embedder(Extractor[C]):
@@ -89,9 +137,18 @@ class _Embedder(Extractor[C]):
     def output_dim(self) -> int:
         """Embedding width (loads the model)."""
 
-    @abstractmethod
     def _embed(self, images: list[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
         """``(len(images), output_dim)`` float32 embeddings of RGB uint8 images of any sizes."""
+        model: ImageModel = self.model
+        return model.forward(model.prepare(images))
+
+    def _batcher(self, batch_size: int) -> ImageBatcher:
+        """A batcher over this extractor's model; on CUDA each forward overlaps the next batch's CPU work
+        (decoding, cropping, preprocessing)."""
+        return ImageBatcher(self.model, batch_size, overlap=self._overlap())
+
+    def _overlap(self) -> bool:
+        return self.config.device.startswith("cuda")
 
     def _value_attrs(self) -> dict[str, Any]:
         """What the value columns mean (stored in every entry's attrs)."""
@@ -133,26 +190,26 @@ class FaceCropEmbedder(_Embedder[FC]):
         ups = list(upstream) if upstream is not None else [NO_UPSTREAM] * len(items)
         cfg = self.config
         dim = self.output_dim
-        batcher = ImageBatcher(self._embed, cfg.batch_size)
         outputs: list[tuple[FeatureArray, npt.NDArray[np.float32], npt.NDArray[np.bool_]]] = []
-        for item, up in zip(items, ups, strict=True):
-            face = up.get("face")
-            if face is None:
-                raise ValueError(f"{self.name}: upstream modality 'face' missing for {item.video_id}")
-            layout = FaceLayout.from_attrs(dict(face.attrs))
-            policy = str(face.attrs["policy"])
-            shape = (face.n_rows, layout.slots, dim) if policy == "all" else (face.n_rows, dim)
-            values = np.zeros(shape, dtype=np.float32)
-            filled = np.zeros(shape[:-1], dtype=bool)
-            for row, vf in face_row_frames(item, face, cfg.max_side):
-                crops = row_crops(vf.rgb, face.values[row], layout, policy, margin=cfg.crop_margin,
-                                  square=cfg.square)
-                for slot, crop in crops.items():
-                    index = (row, slot) if policy == "all" else (row,)
-                    batcher.add(crop, values, index)
-                    filled[index] = True
-            outputs.append((face, values, filled))
-        batcher.flush()
+        with self._batcher(cfg.batch_size) as batcher:
+            for item, up in zip(items, ups, strict=True):
+                face = up.get("face")
+                if face is None:
+                    raise ValueError(f"{self.name}: upstream modality 'face' missing for {item.video_id}")
+                layout = FaceLayout.from_attrs(dict(face.attrs))
+                policy = str(face.attrs["policy"])
+                shape = (face.n_rows, layout.slots, dim) if policy == "all" else (face.n_rows, dim)
+                values = np.zeros(shape, dtype=np.float32)
+                filled = np.zeros(shape[:-1], dtype=bool)
+                for row, vf in face_row_frames(item, face, cfg.max_side):
+                    crops = row_crops(vf.rgb, face.values[row], layout, policy, margin=cfg.crop_margin,
+                                      square=cfg.square)
+                    for slot, crop in crops.items():
+                        index = (row, slot) if policy == "all" else (row,)
+                        batcher.add(crop, values, index)
+                        filled[index] = True
+                outputs.append((face, values, filled))
+            batcher.finish()
         results = []
         for item, (face, values, filled) in zip(items, outputs, strict=True):
             mask = np.asarray(filled.any(axis=1) if filled.ndim == 2 else filled, dtype=bool)
@@ -173,21 +230,21 @@ class FrameEmbedder(_Embedder[SC]):
                       upstream: Sequence[Upstream] | None = None) -> list[FeatureArray]:
         cfg = self.config
         dim = self.output_dim
-        batcher = ImageBatcher(self._embed, cfg.batch_size)
         pending = []
-        for item in items:
-            offset_s = item.start_s or 0.0
-            rows: list[npt.NDArray[np.float32]] = []
-            index: list[int] = []
-            times: list[float] = []
-            # Frames stream through the batcher: only one batch of frames is ever held in memory.
-            for vf in sample_frames(item, cfg):
-                rows.append(np.zeros(dim, dtype=np.float32))
-                batcher.add(vf.rgb, rows[-1], (slice(None),))
-                index.append(vf.index)
-                times.append(vf.time_s - offset_s)
-            pending.append((item, rows, index, times))
-        batcher.flush()
+        with self._batcher(cfg.batch_size) as batcher:
+            for item in items:
+                offset_s = item.start_s or 0.0
+                rows: list[npt.NDArray[np.float32]] = []
+                index: list[int] = []
+                times: list[float] = []
+                # Frames stream through the batcher: at most two batches of frames are held in memory.
+                for vf in sample_frames(item, cfg):
+                    rows.append(np.zeros(dim, dtype=np.float32))
+                    batcher.add(vf.rgb, rows[-1], (slice(None),))
+                    index.append(vf.index)
+                    times.append(vf.time_s - offset_s)
+                pending.append((item, rows, index, times))
+            batcher.finish()
         return [FeatureArray(video_id=item.video_id, kind="frame",
                              values=np.stack(rows) if rows else np.zeros((0, dim), dtype=np.float32),
                              frame=np.asarray(index, dtype=np.int64),

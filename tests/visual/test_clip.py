@@ -92,6 +92,71 @@ def test_clip_face_equals_the_hf_model_on_the_same_crops(tiny_clips: dict[int, P
     np.testing.assert_allclose(ours.values[rows], ref, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("crop_size", [224, 300])
+def test_batched_preprocessing_equals_the_hf_processor(tiny_clips: dict[int, Path], crop_size: int) -> None:
+    from transformers import AutoImageProcessor
+
+    from affectcache.extractors.clip_preprocess import ClipPreprocessor
+
+    # 300 > the 224 shortest edge: the processor's zero padding in the centre crop.
+    processor = AutoImageProcessor.from_pretrained(str(tiny_clips[16]),
+                                                   crop_size={"height": crop_size, "width": crop_size})
+    rng = np.random.default_rng(0)
+    # (Not 3 or 1 pixels high: the processor guesses such images are channels-first.)
+    shapes = [(17, 40), (224, 224), (301, 120), (96, 97), (640, 360), (5, 500)]
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in shapes]
+    ours = ClipPreprocessor(processor)
+    assert not ours.fallback
+    ref = processor(images=images, return_tensors="np")["pixel_values"]
+    np.testing.assert_array_equal(ours(images), ref)
+    fixed = AutoImageProcessor.from_pretrained(str(tiny_clips[16]), size={"height": 64, "width": 64})
+    assert ClipPreprocessor(fixed).fallback  # settings it does not reproduce go through the processor
+    np.testing.assert_array_equal(ClipPreprocessor(fixed)(images),
+                                  fixed(images=images, return_tensors="np")["pixel_values"])
+
+
+def test_overlapped_forwards_give_the_same_embeddings(tiny_clips: dict[int, Path], media_dir: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CUDA each forward runs beside the next batch's decoding and preprocessing; the arrays must not
+    change (checked on CPU by forcing the overlapped path)."""
+    from affectcache.extractors.image_embedding import _Embedder
+
+    items = _items(media_dir)
+    ups = [fake_face_upstream(items)[it.video_id] for it in items]
+    face_cfg = ClipFaceConfig(model=str(tiny_clips[16]), max_side=160, batch_size=3)
+    scene_cfg = ClipSceneConfig(model=str(tiny_clips[32]), fps=4.0, batch_size=2, max_side=160)
+    plain_face = ClipFaceExtractor(face_cfg).extract_batch(items, ups)
+    plain_scene = ClipSceneExtractor(scene_cfg).extract_batch(items)
+    monkeypatch.setattr(_Embedder, "_overlap", lambda self: True)
+    for a, b in zip(plain_face, ClipFaceExtractor(face_cfg).extract_batch(items, ups), strict=True):
+        np.testing.assert_array_equal(a.values, b.values)
+        np.testing.assert_array_equal(a.mask, b.mask)
+    for a, b in zip(plain_scene, ClipSceneExtractor(scene_cfg).extract_batch(items), strict=True):
+        np.testing.assert_array_equal(a.values, b.values)
+
+
+def test_a_failing_overlapped_forward_is_raised() -> None:
+    from affectcache.extractors.image_embedding import ImageBatcher
+
+    class Broken:
+        def prepare(self, images: list[np.ndarray]) -> list[np.ndarray]:
+            return images
+
+        def forward(self, prepared: list[np.ndarray]) -> np.ndarray:
+            raise RuntimeError("simulated forward bug")
+
+    target = np.zeros((4, 2), dtype=np.float32)
+
+    def embed_all() -> None:
+        with ImageBatcher(Broken(), 2, overlap=True) as batcher:
+            for i in range(4):
+                batcher.add(np.zeros((4, 4, 3), np.uint8), target, (i,))
+            batcher.finish()
+
+    with pytest.raises(RuntimeError, match="simulated forward bug"):
+        embed_all()
+
+
 def test_clip_face_all_policy_has_a_slot_axis(tiny_clips: dict[int, Path], media_dir: Path) -> None:
     items = _items(media_dir)[:1]
     up = fake_face_upstream(items, policy="all", max_faces=2)["a"]
