@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from collections.abc import Hashable, Iterable, Iterator
+    from collections.abc import Callable, Hashable, Iterable, Iterator
 
 logger = logging.getLogger(__name__)
 
@@ -141,10 +141,22 @@ class DecodeMemo:
         with self._lock:
             self.stats.dropped += 1
 
+    def kept_or_decode(self, clip: tuple[Hashable, ...], what: Hashable, decode: Callable[[], Any]) -> Any:
+        """The value kept for ``(*clip, what)``, else what ``decode()`` returns (it keeps what it decoded
+        for the other requests). Decodes of one ``clip`` run one at a time: a request waits for a decode in
+        progress in another thread, then looks again."""
+        key = (*clip, what)
+        kept = self.get(key)
+        if kept is None:
+            with self._decoding(clip):
+                kept = self.get(key)
+                if kept is None:
+                    kept = decode()
+        return kept
+
     @contextlib.contextmanager
-    def decoding(self, key: Hashable) -> Iterator[None]:
-        """Run one decode of ``key`` at a time: waits while another thread decodes the same key, and
-        counts the pass. Callers check the memo again after entering."""
+    def _decoding(self, key: Hashable) -> Iterator[None]:
+        """One decode of ``key`` at a time: waits while another thread decodes it; counts the passes."""
         while True:
             with self._lock:
                 claim = self._claims.get(key)

@@ -682,14 +682,10 @@ def _shared_frames(memo: DecodeMemo, src: str, sampling: FrameSampling, start_s:
     frames of every other sampling the task declared; streamed without the memo if they do not fit."""
     memo.note_request(MediaNeeds(frame_samplings=frozenset({sampling})))
     clip = ("frames", src, start_s, end_s)
-    kept = memo.get((*clip, sampling))
-    if kept is None:
-        # The claim covers the decode only, never a yield: a consumer that stops or fails mid-item must
-        # not leave other threads waiting for this file.
-        with memo.decoding(clip):
-            kept = memo.get((*clip, sampling))
-            if kept is None:
-                kept = _decode_and_keep(memo, clip, src, sampling, start_s, end_s)
+    # Decoding happens inside kept_or_decode, never across a yield: a consumer that stops or fails
+    # mid-item must not leave other threads waiting for this file.
+    kept = memo.kept_or_decode(clip, sampling, lambda: _decode_and_keep(memo, clip, src, sampling, start_s,
+                                                                        end_s))
     if kept is _OVER_BUDGET:
         yield from _fresh_frames(src, sampling, start_s, end_s)
     elif isinstance(kept, Failed):
@@ -1097,24 +1093,27 @@ def _shared_audio(memo: DecodeMemo, src: str, sample_rate: int, start_s: float |
                   end_s: float | None) -> npt.NDArray[np.float32] | BadMediaError:
     memo.note_request(MediaNeeds(audio_rates=frozenset({sample_rate})))
     clip = ("audio", src, start_s, end_s)
-    kept = memo.get((*clip, sample_rate))
-    if kept is None:
-        with memo.decoding(clip):
-            kept = memo.get((*clip, sample_rate))
-            if kept is None:
-                rates = [sample_rate, *sorted(r for r in memo.needs.audio_rates
-                                              if r != sample_rate and not memo.has((*clip, r)))]
-                for rate, outcome in _decode_audio_rates(src, rates, start_s, end_s).items():
-                    if isinstance(outcome, BadMediaError):
-                        memo.put((*clip, rate), Failed(str(outcome)))
-                    elif memo.reserve(outcome.nbytes):
-                        memo.put((*clip, rate), outcome)
-                    else:
-                        memo.count_dropped()
-                    if rate == sample_rate:
-                        kept = outcome
+    kept = memo.kept_or_decode(clip, sample_rate, lambda: _decode_audio_and_keep(memo, clip, src, sample_rate,
+                                                                                 start_s, end_s))
     if isinstance(kept, Failed):
         return BadMediaError(kept.message)
     assert isinstance(kept, (np.ndarray, BadMediaError))
     # A copy: callers may modify their waveform in place, and the kept one serves other extractors.
     return kept.copy() if isinstance(kept, np.ndarray) else kept
+
+
+def _decode_audio_and_keep(memo: DecodeMemo, clip: tuple[str, str, float | None, float | None], src: str,
+                           sample_rate: int, start_s: float | None, end_s: float | None,
+                           ) -> npt.NDArray[np.float32] | BadMediaError:
+    """One decode resampled to ``sample_rate`` and every other declared rate, kept within the budget."""
+    rates = [sample_rate, *sorted(r for r in memo.needs.audio_rates
+                                  if r != sample_rate and not memo.has((*clip, r)))]
+    outcomes = _decode_audio_rates(src, rates, start_s, end_s)
+    for rate, outcome in outcomes.items():
+        if isinstance(outcome, BadMediaError):
+            memo.put((*clip, rate), Failed(str(outcome)))
+        elif memo.reserve(outcome.nbytes):
+            memo.put((*clip, rate), outcome)
+        else:
+            memo.count_dropped()
+    return outcomes[sample_rate]
