@@ -222,8 +222,8 @@ def extract(
                     "decode each item once; items beyond it are decoded per modality [default: 2048]."),
     ] = None,
     modality_threads: Annotated[int | None, typer.Option(
-        min=1, help="Modalities a task runs at once, so CPU work (MediaPipe, decoding) overlaps GPU "
-                    "forwards [default: 3 when a modality runs on CUDA, else 1].")] = None,
+        min=1, help="Threads a task runs its modalities on, side by side on halves of its items, so CPU "
+                    "work (MediaPipe, decoding) overlaps GPU forwards [default: 3 on CUDA, else 1].")] = None,
 ) -> None:
     """Extract modalities for the manifest's items into the store (missing/stale items only)."""
     configs = _load_configs(names, config, set_)

@@ -175,8 +175,9 @@ def build_many(
     after it, and reads what the same task just wrote). Within a task each item is decoded once for all
     modalities: one audio decode resampled to every model's rate, one video pass selecting every
     modality's frames (:func:`~affectcache.extractors.decode_memo.shared_decoding`); outputs equal those
-    of separate builds. Modalities that do not depend on each other can run side by side in a task
-    (``modality_threads``), so CPU work such as MediaPipe overlaps another modality's GPU forward.
+    of separate builds. With ``modality_threads`` > 1 a task's modalities run side by side on pieces of
+    its items (a modality starts on a piece once the modalities it reads are done with that piece), so
+    CPU work such as MediaPipe overlaps other modalities' GPU forwards.
     An item that fails in an upstream modality is recorded as a missing-upstream failure downstream.
 
     Args:
@@ -194,8 +195,8 @@ def build_many(
         progress: Show a progress bar on stderr.
         decode_budget_mb: Decoded media (native-size frames, audio) a task may keep for its other
             modalities; items that do not fit are decoded again by each modality that needs them.
-        modality_threads: Modalities a task runs at once (each in its own thread, dependencies waited
-            for); None = 3 when the task uses a GPU, else 1 (on CPU they would only compete for cores).
+        modality_threads: Threads a task runs its (modality, piece of items) jobs on, dependencies
+            waited for; None = 3 when the task uses a GPU, else 1 (on CPU they mostly compete for cores).
 
     Returns:
         One report per modality, in the order given.
@@ -452,28 +453,49 @@ def run_task(specs: Sequence[tuple[str, str, str]], todo: Mapping[str, Sequence[
     return results
 
 
+PIPELINE_PIECES = 2
+"""Side by side, a task's items are split into this many pieces, so a modality can start on the first
+piece while the one it reads works on the next (``clip-face``'s GPU forward beside ``face``'s MediaPipe)."""
+
+
 def _run_side_by_side(extractors: Mapping[str, Extractor[Any]], todo: Mapping[str, Sequence[str]],
                       items: Sequence[MediaItem], fs: FeatureStore, threads: int,
                       results: dict[str, TaskResult]) -> None:
-    """Run each modality in a thread as soon as the modalities it reads (in this task) are done."""
-    waits_for = {name: set(ext.upstream_modalities()) & set(extractors) for name, ext in extractors.items()}
-    pending = list(extractors)
+    """Run (modality, piece of the items) jobs on a thread pool, each as soon as the same piece of every
+    modality it reads (in this task) and its own previous piece are done."""
+    size = math.ceil(len(items) / PIPELINE_PIECES)
+    pieces = [items[i: i + size] for i in range(0, len(items), size)]
+    reads = {name: set(ext.upstream_modalities()) & set(extractors) for name, ext in extractors.items()}
+    pending = [(name, p) for p in range(len(pieces)) for name in extractors]
+    done: dict[tuple[str, int], TaskResult] = {}
     with cf.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="affectcache-modality") as pool:
-        running: dict[cf.Future[TaskResult], str] = {}
+        running: dict[cf.Future[TaskResult], tuple[str, int]] = {}
         try:
             while pending or running:
-                for name in [n for n in pending if waits_for[n] <= results.keys()]:
-                    pending.remove(name)
+                for name, p in [job for job in pending if _ready(job, reads, done)]:
+                    pending.remove((name, p))
+                    upstream = {up: done[(up, p)] for up in reads[name]}
                     # A copy of this context per thread carries the task's decode memo into it.
                     future = pool.submit(contextvars.copy_context().run, _run_modality, extractors[name],
-                                         todo.get(name, ()), items, fs, dict(results))
-                    running[future] = name
-                done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-                for future in done:
-                    results[running.pop(future)] = future.result()
+                                         todo.get(name, ()), pieces[p], fs, upstream)
+                    running[future] = (name, p)
+                finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                for future in finished:
+                    done[running.pop(future)] = future.result()
         except BaseException:
-            pending.clear()  # a bug stops the task: start nothing more; running modalities finish
+            pending.clear()  # a bug stops the task: start nothing more; running jobs finish
             raise
+    for name in extractors:
+        parts = [done[(name, p)] for p in range(len(pieces))]
+        results[name] = TaskResult(written=tuple(v for r in parts for v in r.written),
+                                   failed=tuple(f for r in parts for f in r.failed),
+                                   seconds=sum(r.seconds for r in parts))
+
+
+def _ready(job: tuple[str, int], reads: Mapping[str, set[str]], done: Mapping[tuple[str, int], TaskResult],
+           ) -> bool:
+    name, piece = job
+    return (piece == 0 or (name, piece - 1) in done) and all((up, piece) in done for up in reads[name])
 
 
 def _run_modality(extractor: Extractor[Any], wanted_ids: Sequence[str], items: Sequence[MediaItem],

@@ -74,6 +74,33 @@ def test_bugs_are_not_swallowed(tmp_path: Path, store_path: Path) -> None:
         pass
 
 
+def test_side_by_side_a_modality_starts_on_the_first_piece_while_its_upstream_does_the_next(
+        tmp_path: Path, store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from affectcache.store import build as build_module
+
+    spans: dict[tuple[str, tuple[str, ...]], tuple[float, float]] = {}
+    real = build_module._run_modality
+
+    def timed(extractor: Any, wanted: Any, items: Sequence[MediaItem], *args: Any) -> Any:
+        started = time.perf_counter()
+        result = real(extractor, wanted, items, *args)
+        spans[(extractor.name, tuple(it.video_id for it in items))] = (started, time.perf_counter())
+        return result
+
+    monkeypatch.setattr(build_module, "_run_modality", timed)
+    items = make_items(tmp_path, ["v1", "v2", "v3", "v4"])
+    build_many(["test-counting", "test-derived"], items, store_path, workers=0, modality_threads=2,
+               videos_per_task=4, configs={"test-counting": {"sleep_s": 0.2}})
+    derived_first = spans[("test-derived", ("v1", "v2"))]
+    counting_second = spans[("test-counting", ("v3", "v4"))]
+    assert derived_first[0] < counting_second[1]  # downstream piece 1 ran beside upstream piece 2
+    apart = tmp_path / "apart.zarr"
+    build_many(["test-counting", "test-derived"], items, apart, workers=0, modality_threads=1)
+    for vid in ("v1", "v2", "v3", "v4"):
+        np.testing.assert_array_equal(FeatureStore(store_path).read("test-derived", vid).values,
+                                      FeatureStore(apart).read("test-derived", vid).values)
+
+
 def test_a_bug_in_a_side_by_side_modality_stops_the_task(media_dir: Path, tmp_path: Path,
                                                           store_path: Path) -> None:
     import shutil
@@ -85,9 +112,11 @@ def test_a_bug_in_a_side_by_side_modality_stops_the_task(media_dir: Path, tmp_pa
         build_many(["test-counting", "test-audio-level", "test-derived"], items, store_path, workers=0,
                    modality_threads=2, videos_per_task=2)
     fs = FeatureStore(store_path)
-    # The modality running beside the failing one finished its batch; nothing after the bug started.
-    assert fs.videos("test-audio-level") == ["a", "bug"]
-    assert fs.videos("test-derived") == []
+    # Jobs already running finished and their entries stay; the buggy item was written nowhere downstream,
+    # and the bug is not recorded as bad media.
+    assert "a" in fs.videos("test-audio-level")
+    assert fs.videos("test-counting") in ([], ["a"])
+    assert "bug" not in fs.videos("test-derived")
     assert fs.failures("test-counting") == {}
     for name in ("test-counting", "test-audio-level", "test-derived"):
         with ModalityLock(fs, name):
