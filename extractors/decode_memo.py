@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Hashable, Iterable, Iterator
+    from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 
 logger = logging.getLogger(__name__)
 
@@ -88,10 +88,11 @@ class _Claim:
 class DecodeMemo:
     """Decoded media keyed by request, within a byte budget; safe to share between threads."""
 
-    def __init__(self, needs: MediaNeeds = NO_MEDIA, *, budget_mb: int = DEFAULT_BUDGET_MB) -> None:
+    def __init__(self, needs: MediaNeeds | Mapping[str, MediaNeeds] = NO_MEDIA, *,
+                 budget_mb: int = DEFAULT_BUDGET_MB) -> None:
         if budget_mb < 0:
             raise ValueError(f"budget_mb must be >= 0, got {budget_mb}")
-        self.needs = needs
+        self._needs = needs
         self.requested = NO_MEDIA
         """Every rate and sampling asked for so far (the contract suite checks it against ``needs``)."""
         self.budget_bytes = budget_mb * 1024 * 1024
@@ -100,6 +101,12 @@ class DecodeMemo:
         self._values: dict[Hashable, Any] = {}
         self._claims: dict[Hashable, _Claim] = {}
         self._lock = threading.Lock()
+
+    def needs_for(self, source: str) -> MediaNeeds:
+        """What the task's extractors will decode from ``source`` (a path or URL, as given)."""
+        if isinstance(self._needs, MediaNeeds):
+            return self._needs
+        return self._needs.get(source, NO_MEDIA)
 
     def note_request(self, needs: MediaNeeds) -> None:
         """Record a request (see :attr:`requested`)."""
@@ -190,9 +197,12 @@ def combined_needs(needs: Iterable[MediaNeeds]) -> MediaNeeds:
 
 
 @contextlib.contextmanager
-def shared_decoding(needs: MediaNeeds = NO_MEDIA, *,
+def shared_decoding(needs: MediaNeeds | Mapping[str, MediaNeeds] = NO_MEDIA, *,
                     budget_mb: int = DEFAULT_BUDGET_MB) -> Iterator[DecodeMemo]:
     """Within the block, media decoded for one request is decoded for all of ``needs`` and kept.
+
+    ``needs`` is one :class:`MediaNeeds` for every file, or one per file (keyed by the path or URL as the
+    extractors pass it), so a file is decoded only for the modalities that will read it.
 
     Threads started inside the block see the memo only if they run in a copy of this context
     (``contextvars.copy_context().run``), as the build runner's do.

@@ -702,7 +702,7 @@ def _decode_and_keep(memo: DecodeMemo, clip: tuple[str, str, float | None, float
                      ) -> list[_Decoded] | Failed:
     """One pass selecting the frames of ``sampling`` and of every other declared sampling, all kept in
     the memo; :data:`_OVER_BUDGET` (nothing kept) when they do not fit in what is left of the budget."""
-    samplings = [sampling, *(s for s in memo.needs.frame_samplings
+    samplings = [sampling, *(s for s in memo.needs_for(src).frame_samplings
                              if s != sampling and not memo.has((*clip, s)))]
     selected: list[list[_Decoded]] = [[] for _ in samplings]
     complete: dict[int, list[_Decoded] | Failed] = {}
@@ -1106,7 +1106,7 @@ def _decode_audio_and_keep(memo: DecodeMemo, clip: tuple[str, str, float | None,
                            sample_rate: int, start_s: float | None, end_s: float | None,
                            ) -> npt.NDArray[np.float32] | BadMediaError:
     """One decode resampled to ``sample_rate`` and every other declared rate, kept within the budget."""
-    rates = [sample_rate, *sorted(r for r in memo.needs.audio_rates
+    rates = [sample_rate, *sorted(r for r in memo.needs_for(src).audio_rates
                                   if r != sample_rate and not memo.has((*clip, r)))]
     outcomes = _decode_audio_rates(src, rates, start_s, end_s)
     for rate, outcome in outcomes.items():

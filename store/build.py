@@ -27,7 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 from affectcache.extractors.base import Extractor
 from affectcache.extractors.config import ExtractorConfig
-from affectcache.extractors.decode_memo import DEFAULT_BUDGET_MB, combined_needs, shared_decoding
+from affectcache.extractors.decode_memo import (
+    DEFAULT_BUDGET_MB,
+    NO_MEDIA,
+    MediaNeeds,
+    combined_needs,
+    shared_decoding,
+)
 from affectcache.extractors.errors import BadMediaError, ConfigError
 from affectcache.extractors.provenance import utc_now
 from affectcache.extractors.records import MediaItem
@@ -442,7 +448,12 @@ def run_task(specs: Sequence[tuple[str, str, str]], todo: Mapping[str, Sequence[
     missing-upstream failure downstream.
     """
     extractors = {name: _worker_extractor(name, module, config_json) for name, module, config_json in specs}
-    needs = combined_needs(ext.media_needs() for ext in extractors.values())
+    # Per file (several items may be clips of one), what the modalities that build it this time decode.
+    wanted = {name: set(todo.get(name, ())) for name in extractors}
+    needs: dict[str, MediaNeeds] = {}
+    for item in items:
+        needs[item.path] = combined_needs([needs.get(item.path, NO_MEDIA), *(
+            ext.media_needs() for name, ext in extractors.items() if item.video_id in wanted[name])])
     results: dict[str, TaskResult] = {}
     with shared_decoding(needs, budget_mb=options.decode_budget_mb):
         if options.modality_threads <= 1 or len(extractors) == 1:

@@ -83,6 +83,19 @@ def test_one_video_pass_serves_every_sampling_with_lone_call_frames(
     assert memo.used_bytes > 0
 
 
+def test_needs_per_file_keep_only_what_that_file_needs(media_dir: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    b, c = media_dir / "b.mp4", media_dir / "c.mp4"
+    two = FrameSampling(fps=2.0), FrameSampling(fps=7.0)
+    passes = _count(monkeypatch, "_video_source")
+    with shared_decoding({str(b): MediaNeeds(frame_samplings=frozenset(two))}) as memo:
+        for path in (b, c):
+            for sampling in two:
+                assert _frames(path, sampling, None, (None, None))
+        assert memo.needs_for(str(c)) == MediaNeeds()
+    assert sorted(str(args[0]) for args in passes) == sorted([str(b), str(c), str(c)])
+
+
 def test_frames_over_the_budget_stream_unchanged(media_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = media_dir / "b.mp4"
     alone = {s: _frames(path, s, None, (None, None)) for s in SAMPLINGS}

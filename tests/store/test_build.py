@@ -319,3 +319,8 @@ def test_build_many_decodes_audio_once_per_item_for_every_rate(media_dir: Path, 
         for vid in ("a", "b"):
             np.testing.assert_array_equal(FeatureStore(store_path).read(name, vid).values,
                                           FeatureStore(alone).read(name, vid).values)
+    # A file is decoded only for the modalities that build it this time: mfcc is complete in "alone".
+    passes.clear()
+    build_many(["test-audio-level", "mfcc"], items, store_path.parent / "alone-mfcc.zarr", workers=0,
+               configs=configs)
+    assert sorted(passes) == sorted((it.path, [48000]) for it in items)
