@@ -51,7 +51,8 @@ class MediaNeeds:
     audio_rates: frozenset[int] = frozenset()
     """Sample rates (Hz) at which the extractor decodes audio."""
     frame_samplings: frozenset[FrameSampling] = frozenset()
-    """Frame selections the extractor decodes (sizes do not matter: frames are kept undecimated)."""
+    """Frame selections the extractor decodes (sizes do not matter: frames are kept as decoded and
+    converted at each request's size)."""
 
     def __or__(self, other: MediaNeeds) -> MediaNeeds:
         return MediaNeeds(audio_rates=self.audio_rates | other.audio_rates,
@@ -145,6 +146,7 @@ class DecodeMemo:
             self._values[key] = value
 
     def count_dropped(self) -> None:
+        """Count a result not kept for lack of budget."""
         with self._lock:
             self.stats.dropped += 1
 

@@ -684,8 +684,9 @@ def _shared_frames(memo: DecodeMemo, src: str, sampling: FrameSampling, start_s:
     clip = ("frames", src, start_s, end_s)
     # Decoding happens inside kept_or_decode, never across a yield: a consumer that stops or fails
     # mid-item must not leave other threads waiting for this file.
-    kept = memo.kept_or_decode(clip, sampling, lambda: _decode_and_keep(memo, clip, src, sampling, start_s,
-                                                                        end_s))
+    kept = (_OVER_BUDGET if memo.has((*clip, _OVER_BUDGET)) else
+            memo.kept_or_decode(clip, sampling, lambda: _decode_and_keep(memo, clip, src, sampling, start_s,
+                                                                         end_s)))
     if kept is _OVER_BUDGET:
         yield from _fresh_frames(src, sampling, start_s, end_s)
     elif isinstance(kept, Failed):
@@ -716,6 +717,7 @@ def _decode_and_keep(memo: DecodeMemo, clip: tuple[str, str, float | None, float
             if not memo.reserve(nbytes):
                 memo.release(reserved)
                 memo.count_dropped()
+                memo.put((*clip, _OVER_BUDGET), _OVER_BUDGET)  # later requests stream straight away
                 return _OVER_BUDGET
             reserved += nbytes
             selected[k].append(decoded)
