@@ -219,11 +219,11 @@ def extract(
     only: OnlyOpt = None,
     decode_budget_mb: Annotated[int | None, typer.Option(
         min=0, help="MB of decoded media (frames, audio) a task keeps so the modalities built together "
-                    "decode each item once; items beyond it are decoded per modality [default: 2048]."),
+                    "decode each item once; items beyond it are decoded per modality (default 2048)."),
     ] = None,
     modality_threads: Annotated[int | None, typer.Option(
         min=1, help="Threads a task runs its modalities on, side by side on halves of its items, so CPU "
-                    "work (MediaPipe, decoding) overlaps GPU forwards [default: 3 on CUDA, else 1].")] = None,
+                    "work (MediaPipe, decoding) overlaps GPU forwards (default 3 on CUDA, else 1).")] = None,
 ) -> None:
     """Extract modalities for the manifest's items into the store (missing/stale items only)."""
     configs = _load_configs(names, config, set_)
