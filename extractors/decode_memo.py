@@ -160,18 +160,19 @@ class DecodeMemo:
             with self._decoding(clip):
                 kept = self.get(key)
                 if kept is None:
+                    with self._lock:
+                        self.stats.decodes += 1
                     kept = decode()
         return kept
 
     @contextlib.contextmanager
     def _decoding(self, key: Hashable) -> Iterator[None]:
-        """One decode of ``key`` at a time: waits while another thread decodes it; counts the passes."""
+        """One decode of ``key`` at a time: waits while another thread decodes it."""
         while True:
             with self._lock:
                 claim = self._claims.get(key)
                 if claim is None:
                     mine = self._claims[key] = _Claim()
-                    self.stats.decodes += 1
                     break
             claim.done.wait()
         try:

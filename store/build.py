@@ -434,7 +434,7 @@ class TaskOptions:
     decode_budget_mb: int = DEFAULT_BUDGET_MB
     """Decoded media the task may keep for its other modalities (see ``build_many``)."""
     modality_threads: int = 1
-    """Modalities run at once, dependencies waited for."""
+    """Threads for the task's (modality, piece of items) jobs; 1 = one modality after another."""
 
 
 def run_task(specs: Sequence[tuple[str, str, str]], todo: Mapping[str, Sequence[str]],
@@ -474,7 +474,7 @@ def _run_side_by_side(extractors: Mapping[str, Extractor[Any]], todo: Mapping[st
                       results: dict[str, TaskResult]) -> None:
     """Run (modality, piece of the items) jobs on a thread pool, each as soon as the same piece of every
     modality it reads (in this task) and its own previous piece are done."""
-    size = math.ceil(len(items) / PIPELINE_PIECES)
+    size = max(1, math.ceil(len(items) / PIPELINE_PIECES))
     pieces = [items[i: i + size] for i in range(0, len(items), size)]
     reads = {name: set(ext.upstream_modalities()) & set(extractors) for name, ext in extractors.items()}
     pending = [(name, p) for p in range(len(pieces)) for name in extractors]

@@ -169,6 +169,7 @@ def test_threads_wait_for_a_decode_in_progress_instead_of_repeating_it(
             thread.join()
     assert results == [expected] * 4
     assert len(passes) == 1
+    assert memo.stats.decodes == 1
     assert memo.stats.hits == 3
 
 
