@@ -15,7 +15,9 @@ def otsu_threshold(values: npt.ArrayLike, *, nbins: int = 256) -> float:
     """Otsu's threshold of ``values`` (any shape; NaNs are not allowed).
 
     Values strictly greater than the threshold form the upper group. When all values are equal the
-    threshold is that value (so no value is above it).
+    threshold is that value (so no value is above it). When the values span a range too narrow for
+    ``nbins`` distinct float bins (a few subnormal steps, where scikit-image raises), the threshold is
+    the minimum: every value above it is in the upper group.
 
     Args:
         values: The values to split.
@@ -36,6 +38,8 @@ def otsu_threshold(values: npt.ArrayLike, *, nbins: int = 256) -> float:
         raise ValueError(f"nbins must be >= 2, got {nbins}")
     lo, hi = float(x.min()), float(x.max())
     if lo == hi:
+        return lo
+    if not np.all(np.diff(np.linspace(lo, hi, nbins + 1)) > 0):
         return lo
     hist, edges = np.histogram(x, bins=nbins, range=(lo, hi))
     centres = (edges[:-1] + edges[1:]) / 2.0
