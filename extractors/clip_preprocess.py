@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
-from PIL import Image
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -51,6 +50,8 @@ class ClipPreprocessor:
         size, crop = processor.size, processor.crop_size
         self.shortest_edge = _setting(size, "shortest_edge")
         self.crop = (_setting(crop, "height"), _setting(crop, "width"))
+        from PIL import Image  # here, not at the top: the CLI imports every extractor module
+
         self.resample = Image.Resampling(int(processor.resample))
         self.rescale_factor = float(processor.rescale_factor)
         mean = np.asarray(processor.image_mean, dtype=np.float32)
@@ -86,6 +87,8 @@ class ClipPreprocessor:
     def _resized_crop(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
         """Shortest edge to ``shortest_edge`` (the longer one truncated, as the processor does), then the
         centre ``crop`` (zero padding where the resized image is smaller)."""
+        from PIL import Image
+
         assert self.shortest_edge is not None
         height, width = image.shape[:2]
         short, long = (width, height) if width <= height else (height, width)

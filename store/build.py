@@ -216,7 +216,7 @@ def build_many(
         raise StoreError(f"a modality is named twice in {list(modalities)}")
     fs = store if isinstance(store, FeatureStore) else FeatureStore(store)
     extractors = {name: make_extractor(name, (configs or {}).get(name)) for name in modalities}
-    order = _dependency_order(extractors)
+    order = dependency_order(extractors)
     todo_items = _select(list(items), only)
     redo_ids = {validate_video_id(v) for v in redo}
     with contextlib.ExitStack() as locks:
@@ -269,7 +269,7 @@ class _Job:
         return {it.video_id for it in self.plan}
 
 
-def _dependency_order(extractors: Mapping[str, Extractor[Any]]) -> list[str]:
+def dependency_order(extractors: Mapping[str, Extractor[Any]]) -> list[str]:
     """Names ordered so that a modality comes after the ones it requires (among those given)."""
     ordered: list[str] = []
 

@@ -22,7 +22,7 @@ import numpy as np
 from affectcache.extractors.records import FeatureArray, MediaItem
 from affectcache.extractors.registry import available_extractors, get_extractor_cls
 from affectcache.extractors.synthetic import DemoClip, generate_demo_corpus
-from affectcache.store.build import BuildReport, build_many
+from affectcache.store.build import BuildReport, build_many, dependency_order
 from affectcache.store.errors import StoreError
 from affectcache.store.executors import (
     InProcessExecutor,
@@ -73,24 +73,12 @@ def demo_plan(workdir: Path) -> list[tuple[str, Any]]:
     """``(name, config)`` of every registered extractor whose ``demo_config`` is not None, ordered so
     that required modalities are built first."""
     configs = {n: get_extractor_cls(n).demo_config(workdir) for n in available_extractors()}
-    wanted = [n for n, cfg in configs.items() if cfg is not None]
-    requires = {n: get_extractor_cls(n)(configs[n]).upstream_modalities() for n in wanted}
-    ordered: list[str] = []
-
-    def visit(name: str, trail: tuple[str, ...]) -> None:
-        if name in ordered:
-            return
-        if name in trail:
-            raise StoreError(f"extractor requirements form a cycle: {' -> '.join((*trail, name))}")
-        if name not in requires:
-            raise StoreError(f"demo extractor {trail[-1]!r} requires {name!r}, which has no demo config")
-        for req in requires[name]:
-            visit(req, (*trail, name))
-        ordered.append(name)
-
-    for name in wanted:
-        visit(name, ())
-    return [(n, configs[n]) for n in ordered]
+    extractors = {n: get_extractor_cls(n)(cfg) for n, cfg in configs.items() if cfg is not None}
+    for name, extractor in extractors.items():
+        for required in extractor.upstream_modalities():
+            if required not in extractors:
+                raise StoreError(f"demo extractor {name!r} requires {required!r}, which has no demo config")
+    return [(n, configs[n]) for n in dependency_order(extractors)]
 
 
 def import_demo_labels(store: FeatureStore, clips: list[DemoClip], items: list[MediaItem]) -> int:

@@ -135,6 +135,38 @@ def test_overlapped_forwards_give_the_same_embeddings(tiny_clips: dict[int, Path
         np.testing.assert_array_equal(a.values, b.values)
 
 
+def test_overlapped_forward_runs_beside_the_next_batch() -> None:
+    import threading
+
+    from affectcache.extractors.image_embedding import ImageBatcher
+
+    events: list[tuple[str, int, str]] = []
+    release = threading.Event()
+
+    class Slow:
+        def prepare(self, images: list[np.ndarray]) -> list[int]:
+            first = int(images[0][0, 0, 0])
+            events.append(("prepare", first, threading.current_thread().name))
+            if first == 2:
+                release.set()  # batch 0's forward may finish only now
+            return [int(im[0, 0, 0]) for im in images]
+
+        def forward(self, prepared: list[int]) -> np.ndarray:
+            if prepared[0] == 0:
+                assert release.wait(5)  # in flight while the caller prepares the next batch
+            events.append(("forward", prepared[0], threading.current_thread().name))
+            return np.asarray([[v, v] for v in prepared], dtype=np.float32)
+
+    target = np.zeros((4, 2), dtype=np.float32)
+    with ImageBatcher(Slow(), 2, overlap=True) as batcher:
+        for i in range(4):
+            batcher.add(np.full((4, 4, 3), i, np.uint8), target, (i,))
+        batcher.finish()
+    assert [e[:2] for e in events] == [("prepare", 0), ("prepare", 2), ("forward", 0), ("forward", 2)]
+    assert all(name.startswith("affectcache-forward") for kind, _, name in events if kind == "forward")
+    np.testing.assert_array_equal(target[:, 0], [0, 1, 2, 3])
+
+
 def test_a_failing_overlapped_forward_is_raised() -> None:
     from affectcache.extractors.image_embedding import ImageBatcher
 
