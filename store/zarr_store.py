@@ -44,6 +44,7 @@ from affectcache.extractors.provenance import library_versions, utc_now
 from affectcache.extractors.records import ROW_KEYS, FeatureArray, ModalityKind
 from affectcache.store.errors import FeatureNotFoundError, ProvenanceMismatchError, StoreError
 from affectcache.store.ids import validate_video_id
+from affectcache.store.packed import PackedModality
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -357,6 +358,12 @@ class FeatureStore:
         kind = self.provenance(name)["modality_kind"]
         for vid in ids:
             yield self._read(name, vid, kind)
+
+    def load(self, name: str, videos: Iterable[str] | None = None) -> PackedModality:
+        """A whole modality (or the given entries, in that order) in memory as one packed result."""
+        prov = self.provenance(name)
+        entries = list(self.read_many(name, videos))
+        return PackedModality.from_entries(name, prov["modality_kind"], entries, provenance=prov)
 
     def open_dataset(self, name: str, video_ids: Sequence[str] | None = None) -> xarray.Dataset:
         """Lazy (dask-backed) view of a whole modality: every entry's rows stacked along ``row``.

@@ -205,3 +205,23 @@ def test_read_only_store_refuses_writes(store_path: Path) -> None:
         ro.write("feat", frames("v"))
     with pytest.raises(FeatureNotFoundError):
         FeatureStore(store_path.parent / "absent.zarr", read_only=True)
+
+
+def test_load_packs_a_whole_modality(store_path: Path) -> None:
+    fs = FeatureStore(store_path)
+    fs.init_modality("feat", prov())
+    written = {vid: frames(vid, n=n, seed=n) for vid, n in (("a", 3), ("b", 5), ("c", 1))}
+    for feats in written.values():
+        fs.write("feat", feats)
+    packed = fs.load("feat")
+    assert packed.video_ids == ("a", "b", "c")
+    np.testing.assert_array_equal(packed.offsets, [0, 3, 8, 9])
+    assert packed.provenance["extractor"] == "feat"
+    for vid, feats in written.items():
+        assert packed.entry(vid).allclose(feats, rtol=0, atol=0)
+        assert packed.entry(vid).attrs == {"fps": 25.0}
+    subset = fs.load("feat", ["c", "a"])
+    assert subset.video_ids == ("c", "a")
+    np.testing.assert_array_equal(subset.values[subset.rows("a")], written["a"].values)
+    with pytest.raises(KeyError, match="'b' is not loaded"):
+        subset.rows("b")
