@@ -159,7 +159,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
         if len(args) != len(value):
             raise ConfigError(f"{key}: expected {len(args)} items, got {len(value)}")
-        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(args, value, strict=True)))
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -181,8 +181,15 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported config field type {hint}")
 
 
-def field_docs(cls: type[ExtractorConfig]) -> dict[str, str]:
-    """The docstring written under each field of a config class (and its bases), by field name.
+def coerce_value(value: Any, hint: Any, key: str) -> Any:
+    """Check one field value against its type hint as :meth:`ExtractorConfig.from_dict` does (lists become
+    tuples, ints floats); :class:`ConfigError` naming ``key`` otherwise. Other config families (trainer
+    configs) parse with it, so every config in the project is equally strict."""
+    return _coerce(value, hint, key)
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring written under each field of a config dataclass (and its bases), by field name.
 
     Read from the source with ``ast``, so the documentation lives in one place: the dataclass.
     """
@@ -192,7 +199,7 @@ def field_docs(cls: type[ExtractorConfig]) -> dict[str, str]:
 
     docs: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
-        if not (isinstance(klass, type) and issubclass(klass, ExtractorConfig)):
+        if not (isinstance(klass, type) and dataclasses.is_dataclass(klass)):
             continue
         try:
             tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
