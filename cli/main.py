@@ -330,6 +330,7 @@ from affectcache.cli import corpora as _corpora  # noqa: E402,F401
 from affectcache.cli import lasca as _lasca  # noqa: E402,F401
 from affectcache.cli import lexicon as _lexicon  # noqa: E402,F401
 from affectcache.cli import train as _train  # noqa: E402,F401
+from affectcache.cli import va as _va  # noqa: E402,F401
 
 
 def main() -> None:
