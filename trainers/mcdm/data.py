@@ -4,8 +4,8 @@ One example per manifest item (an utterance or clip). For each input modality, t
 (``mask`` true; a row of shape ``(..., d)`` counts as its ``prod(...)`` time steps of width ``d``, e.g.
 CLAP "seq" rows of ``(T, 768)``) are reduced to ``mean ‖ std`` with the population std, as the authors'
 ``average_features="mean_std"`` does: ``2d`` values. This is computed once from
-:meth:`FeatureStore.load` output, vectorised over entries with ``np.add.reduceat`` in bounded chunks, and
-kept in memory. An entry that is not in the store, or has no valid row, leaves the modality absent for
+:meth:`FeatureStore.load` output, vectorised over entries (a sparse entry-by-step sum) in bounded chunks,
+and kept in memory. An entry that is not in the store, or has no valid row, leaves the modality absent for
 that example.
 
 Corpora come as (store, manifest) pairs — one corpus per store is how the corpus adapters write label
@@ -81,30 +81,27 @@ def aggregate_mean_std(packed: PackedModality, *, chunk_bytes: int = CHUNK_BYTES
 
 def _aggregate_chunk(packed: PackedModality, start: int, stop: int, steps: int, dim: int,
                      out: npt.NDArray[np.float32], present: npt.NDArray[np.bool_]) -> None:
+    from scipy.sparse import csr_matrix
+
     r0, r1 = int(packed.offsets[start]), int(packed.offsets[stop])
-    lengths = np.diff(packed.offsets[start:stop + 1]) * steps
-    keep = lengths > 0
-    if not keep.any():
-        return
-    x = packed.values[r0:r1].reshape(-1, dim).astype(np.float32)        # a copy: masked rows are zeroed
-    valid = np.repeat(packed.mask[r0:r1], steps)
-    x[~valid] = 0.0
-    starts = (np.concatenate([[0], np.cumsum(lengths)[:-1]]))[keep]
-    # reduceat sums x[starts[i]:starts[i+1]]; empty entries are left out of starts so nothing leaks.
-    counts = np.add.reduceat(valid.astype(np.int64), starts)
-    sums = np.add.reduceat(x, starts, axis=0, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = sums / counts[:, None]
-    mean[counts == 0] = 0.0
+    n_entries = stop - start
+    steps_per_entry = np.diff(packed.offsets[start:stop + 1]) * steps
+    x = packed.values[r0:r1].reshape(-1, dim).astype(np.float32, copy=False)
+    weight = np.repeat(packed.mask[r0:r1], steps).astype(np.float32)
+    # Entry i's row of this (entries x time steps) matrix holds its steps' validity, so a sparse product
+    # sums each entry's valid steps: one pass over x, no Python loop, empty entries give zero rows.
+    indptr = np.concatenate([[0], np.cumsum(steps_per_entry)])
+    owner_sum = csr_matrix((weight, np.arange(len(weight)), indptr), shape=(n_entries, len(weight)))
+    counts = np.asarray(owner_sum.sum(axis=1)).ravel()
+    denominator = np.maximum(counts, 1.0)[:, None]
+    mean = np.asarray(owner_sum @ x) / denominator
     # Second pass on deviations (stable where mean² ≫ variance, unlike E[x²] − E[x]²).
-    x -= np.repeat(mean.astype(np.float32), lengths[keep], axis=0)
-    x[~valid] = 0.0
-    np.square(x, out=x)
-    var = np.add.reduceat(x, starts, axis=0, dtype=np.float64) / np.maximum(counts, 1)[:, None]
-    target = np.arange(start, stop)[keep]
-    out[target, :dim] = mean
-    out[target, dim:] = np.sqrt(var)
-    present[target] = counts > 0
+    deviation = x - np.repeat(mean.astype(np.float32), steps_per_entry, axis=0)
+    np.square(deviation, out=deviation)
+    var = np.asarray(owner_sum @ deviation) / denominator
+    out[start:stop, :dim] = mean
+    out[start:stop, dim:] = np.sqrt(var)
+    present[start:stop] = counts > 0
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
