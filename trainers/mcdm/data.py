@@ -198,9 +198,9 @@ class ClipDataset:
         for m in names:
             parts, present = [], []
             for c, n in zip(corpora, sizes, strict=True):
-                vec = c.features.get(m)
-                parts.append(vec.values if vec is not None else np.zeros((n, widths[m]), np.float32))
-                present.append(vec.present if vec is not None else np.zeros(n, bool))
+                found = c.features.get(m)
+                parts.append(found.values if found is not None else np.zeros((n, widths[m]), np.float32))
+                present.append(found.present if found is not None else np.zeros(n, bool))
             self.features[m] = torch.from_numpy(np.concatenate(parts))
             self.present[m] = torch.from_numpy(np.concatenate(present))
 

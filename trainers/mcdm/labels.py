@@ -184,4 +184,5 @@ def meld_zero_shot(emotion_logits: npt.ArrayLike) -> npt.NDArray[np.int64]:
         raise ValueError(f"expected MOSEI emotion logits of shape (n, {len(EMOTION_CLASSES)}), "
                          f"got {logits.shape}")
     mapping = np.array([MELD_CLASSES.index(MOSEI_TO_MELD[c]) for c in EMOTION_CLASSES], dtype=np.int64)
-    return mapping[logits.argmax(axis=1)]
+    predicted: npt.NDArray[np.int64] = mapping[logits.argmax(axis=1)]
+    return predicted
