@@ -36,19 +36,10 @@ def is_runtime_only(f: dataclasses.Field[Any]) -> bool:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ExtractorConfig:
-    """Fields shared by every extractor config. Subclasses add their own, each with a docstring."""
-
-    device: str = runtime_only("cpu")
-    """Torch device the model runs on (``cpu``, ``cuda``, ``cuda:1``). Never changes the stored numbers
-    beyond float tolerance, so it is not part of the fingerprint."""
-
-    batch_size: int = runtime_only(16)
-    """Rows (frames, windows, crops) per model forward; items from several videos share a batch."""
-
-    uses_gpu: ClassVar[bool] = False
-    """Class-level: whether the extractor benefits from a GPU (then Dask tasks request ``GPU=1``
-    when the config's device is a CUDA device)."""
+class Config:
+    """Base of every config in affectcache (extractors, trainers, models): a frozen keyword-only
+    dataclass with a docstring under each field, strict parsing, validation and a fingerprint over the
+    fields that change results (fields declared with :func:`runtime_only` are left out)."""
 
     # ---- serialisation ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -85,18 +76,38 @@ class ExtractorConfig:
     # ---- validation -------------------------------------------------------------------------------
     def validate(self) -> list[str]:
         """Every cross-field problem of this config (empty when valid). Subclasses extend the list."""
-        problems: list[str] = []
-        if self.batch_size < 1:
-            problems.append(f"batch_size must be >= 1, got {self.batch_size}")
-        if not self.device:
-            problems.append("device must be a non-empty string such as 'cpu' or 'cuda'")
-        return problems
+        return []
 
     def check(self) -> None:
         """Raise :class:`ConfigError` listing every problem :meth:`validate` finds."""
         problems = self.validate()
         if problems:
             raise ConfigError(f"{type(self).__name__}: " + "; ".join(problems))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtractorConfig(Config):
+    """Fields shared by every extractor config. Subclasses add their own, each with a docstring."""
+
+    device: str = runtime_only("cpu")
+    """Torch device the model runs on (``cpu``, ``cuda``, ``cuda:1``). Never changes the stored numbers
+    beyond float tolerance, so it is not part of the fingerprint."""
+
+    batch_size: int = runtime_only(16)
+    """Rows (frames, windows, crops) per model forward; items from several videos share a batch."""
+
+    uses_gpu: ClassVar[bool] = False
+    """Class-level: whether the extractor benefits from a GPU (then Dask tasks request ``GPU=1``
+    when the config's device is a CUDA device)."""
+
+    def validate(self) -> list[str]:
+        """Every cross-field problem of this config (empty when valid). Subclasses extend the list."""
+        problems = super().validate()
+        if self.batch_size < 1:
+            problems.append(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.device:
+            problems.append("device must be a non-empty string such as 'cpu' or 'cuda'")
+        return problems
 
 
 D = TypeVar("D")
