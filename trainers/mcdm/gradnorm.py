@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from affectcache.trainers.mcdm._config import StrictConfig
+from affectcache.extractors.core.config import Config
 from affectcache.trainers.mcdm.losses import PSEUDO, SUPERVISED
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, kw_only=True)
-class GradNormConfig(StrictConfig):
+class GradNormConfig(Config):
     """Dual-branch GradNorm hyperparameters (the authors' config.toml values)."""
 
     alpha_sup: float = 1.25

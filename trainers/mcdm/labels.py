@@ -31,12 +31,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from affectcache.store.corpus_fiv2 import SCD_ALIASES
-from affectcache.store.corpus_mosei import CSV_EMOTIONS
+from affectcache.store.corpora.fiv2 import SCD_ALIASES
+from affectcache.store.corpora.mosei import CSV_EMOTIONS
 from affectcache.trainers.mcdm.model import EMOTION_CLASSES, PERSONALITY_TRAITS
 
 if TYPE_CHECKING:
-    from affectcache.extractors.records import MediaItem
+    from affectcache.extractors.core.records import MediaItem
     from affectcache.store.manifest import Manifest
 
 logger = logging.getLogger(__name__)

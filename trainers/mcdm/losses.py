@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from affectcache.trainers.mcdm._config import StrictConfig
+from affectcache.extractors.core.config import Config
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -40,7 +40,7 @@ COMPONENT_TASK: dict[str, str] = {"emo_sup": "emotion", "per_sup": "personality"
 
 
 @dataclass(frozen=True, kw_only=True)
-class PseudoLabelConfig(StrictConfig):
+class PseudoLabelConfig(Config):
     """Confidence rules of the pseudo-label components (the authors' config.toml values)."""
 
     class_confidence: float = 0.60

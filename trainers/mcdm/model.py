@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from affectcache.trainers.mcdm._config import StrictConfig
+from affectcache.extractors.core.config import Config
 from affectcache.trainers.mcdm.graph import AttentionGraphLayer, UnitaryGraphLayer
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ token states of the transcript and of the behaviour caption."""
 
 
 @dataclass(frozen=True, kw_only=True)
-class MCDMConfig(StrictConfig):
+class MCDMConfig(Config):
     """MCDM architecture and ablation switches (defaults: MCDM-2 as in the authors' config.toml)."""
 
     modalities: tuple[str, ...] = MODALITIES

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from affectcache.extractors.errors import ConfigError
+from affectcache.extractors.core.errors import ConfigError
 from affectcache.trainers.mcdm.model import MCDM, MCDMConfig, count_parameters, mcdm1, mcdm2
 
 # Breakdown of the default model (SCD-MMPSR MultiModalFusionModel_v2, methods.md §3.3).
