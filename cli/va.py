@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from affectcache.cli.main import ConfigOpt, ManifestOpt, SetOpt, StoreOpt, app, cli_errors
+from affectcache.cli._app import ConfigOpt, ManifestOpt, SetOpt, StoreOpt, app, cli_errors
 from affectcache.cli.train import train_app
 
 VA_MODELS: tuple[str, ...] = ("ras-face", "ras-behaviour", "ras-audio")
@@ -25,7 +25,7 @@ OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing run / moda
 
 
 def _config(name: str, preset: str | None, config_file: Path | None, overrides: list[str] | None):  # type: ignore[no-untyped-def]
-    from affectcache.extractors.errors import ConfigError
+    from affectcache.extractors.core.errors import ConfigError
     from affectcache.trainers.config import load_config
     from affectcache.trainers.models import get_model_spec
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from affectcache.trainers._files import atomic_torch_save, atomic_write_text
+from affectcache.extractors.core.atomic import atomic_path, atomic_write_text
 from affectcache.trainers.config import TrainerConfig
 
 if TYPE_CHECKING:
@@ -270,6 +270,15 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def atomic_torch_save(payload: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, renamed into place (a killed run never leaves
+    a torn checkpoint)."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def _write_metrics(run_dir: Path, history: Sequence[Mapping[str, Any]]) -> None:

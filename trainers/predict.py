@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from affectcache.extractors.config import stable_hash
-from affectcache.extractors.provenance import library_versions, sha256_file, utc_now
-from affectcache.extractors.records import FeatureArray
+from affectcache.extractors.core.provenance import library_versions, sha256_file, stable_hash, utc_now
+from affectcache.extractors.core.records import FeatureArray
 from affectcache.store.errors import StoreError
 from affectcache.store.zarr_store import label_modality
 from affectcache.trainers.data.clock import load_clock

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from affectcache.extractors.core.atomic import atomic_write_text
 from affectcache.store.errors import StoreError
-from affectcache.trainers._files import atomic_write_text
 
 if TYPE_CHECKING:
     import numpy.typing as npt

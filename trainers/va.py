@@ -16,7 +16,7 @@
 
 Training again into the same folder resumes (the loop's ``last.pt``) when the config and the store's inputs
 are unchanged; different inputs are refused (:class:`~affectcache.store.errors.ProvenanceMismatchError`),
-a different config too (:class:`~affectcache.extractors.errors.ConfigError`), unless ``overwrite``.
+a different config too (:class:`~affectcache.extractors.core.errors.ConfigError`), unless ``overwrite``.
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from affectcache.extractors.errors import ConfigError
-from affectcache.extractors.provenance import library_versions, utc_now
+from affectcache.extractors.core.atomic import atomic_write_json, atomic_write_text
+from affectcache.extractors.core.errors import ConfigError
+from affectcache.extractors.core.provenance import library_versions, utc_now
 from affectcache.store.errors import StoreError
 from affectcache.store.manifest import manifest_digest
 from affectcache.store.zarr_store import label_modality
 from affectcache.trainers import metrics
-from affectcache.trainers._files import atomic_write_json, atomic_write_text
 from affectcache.trainers.data.clock import FrameClock, load_clock
 from affectcache.trainers.data.config import VAConfig
 from affectcache.trainers.models import get_model_spec

@@ -53,7 +53,7 @@ def test_clock_stacks_label_tracks_and_masks_invalid_frames(loaded) -> None:  # 
 
 def test_unlabelled_video_gets_a_clock_from_the_manifest(loaded) -> None:  # type: ignore[no-untyped-def]
     fs, man, _ = loaded
-    from affectcache.extractors.records import MediaItem
+    from affectcache.extractors.core.records import MediaItem
     from affectcache.store.errors import StoreError
     from affectcache.store.manifest import Manifest
 

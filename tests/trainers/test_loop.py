@@ -92,7 +92,7 @@ def test_ema_weights_are_what_is_evaluated_and_saved(tmp_path: Path) -> None:
 
 
 def test_config_is_validated() -> None:
-    from affectcache.extractors.errors import ConfigError
+    from affectcache.extractors.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="ema_decay"):
         LoopConfig.from_dict({"ema_decay": 1.5})

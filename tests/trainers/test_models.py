@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from affectcache.extractors.errors import ConfigError
+from affectcache.extractors.core.errors import ConfigError
 from affectcache.trainers.models import (
     ModelSpec,
     available_models,
@@ -126,7 +126,7 @@ def test_show_config_documents_every_field() -> None:
     for key in config.to_dict():
         assert f"\n{key}:" in f"\n{text}"
     # Every field is documented (the docstring under the field).
-    from affectcache.extractors.config import field_docs
+    from affectcache.extractors.core.config import field_docs
 
     for name in ("ras-face", "ras-behaviour", "ras-audio"):
         cls = get_model_spec(name).config_type

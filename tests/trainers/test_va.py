@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from affectcache.extractors.errors import ConfigError
+from affectcache.extractors.core.errors import ConfigError
 from affectcache.store.errors import ProvenanceMismatchError, StoreError
 from affectcache.store.manifest import load_manifest
 from affectcache.store.status import store_status

@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from affectcache.extractors.config import stable_hash
-from affectcache.extractors.provenance import library_versions, utc_now
-from affectcache.extractors.records import FeatureArray, MediaItem
+from affectcache.extractors.core.provenance import library_versions, stable_hash, utc_now
+from affectcache.extractors.core.records import FeatureArray, MediaItem
 from affectcache.store.manifest import write_manifest
 from affectcache.store.zarr_store import FeatureStore
 

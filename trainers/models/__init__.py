@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from affectcache.extractors.errors import ConfigError
+from affectcache.extractors.core.errors import ConfigError
 from affectcache.trainers.config import TrainerConfig
 
 logger = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def describe_config(config: TrainerConfig) -> str:
     """YAML of a config, each field preceded by its documentation as comments."""
     import yaml
 
-    from affectcache.extractors.config import field_docs
+    from affectcache.extractors.core.config import field_docs
 
     docs = field_docs(type(config))
     lines: list[str] = []
