@@ -87,6 +87,14 @@ def frame_scores(pred: FramePredictions, moments: metrics.Moments) -> dict[str, 
     return out
 
 
+def _fits(values: torch.Tensor, device: torch.device, share: float = 0.5) -> bool:
+    """Whether ``values`` take at most ``share`` of the device's free memory (always on CPU)."""
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return bool(values.numel() * values.element_size() <= share * int(free))
+
+
 class VATask(abc.ABC):
     """Shared parts of the three tasks (see the module docstring); subclasses define the view."""
 
@@ -100,8 +108,14 @@ class VATask(abc.ABC):
         every = [v for clock in clocks.values() for v in clock.video_ids]
         self.input: InputModality = load_input(fs, config.input_modality, list(dict.fromkeys(every)),
                                                config.input_columns)
-        # Stored dtype, one tensor on the device; columns cut once (a copy only when a range is set).
-        self.values = torch.from_numpy(np.ascontiguousarray(self.input.matrix())).to(self.device)
+        # Stored dtype, one tensor; columns cut once (a copy only when a range is set). It lives on the
+        # training device when it fits there, else in host memory and each batch is moved.
+        values = torch.from_numpy(np.ascontiguousarray(self.input.matrix()))
+        self.storage = self.device if _fits(values, self.device) else torch.device("cpu")
+        if self.storage != self.device:
+            logger.info("%s (%.1f GB) stays in host memory; batches are copied to %s",
+                        config.input_modality, values.numel() * values.element_size() / 1e9, self.device)
+        self.values = values.to(self.storage)
         self._prepared: dict[int, tuple[FrameClock, Any]] = {}
 
     @property
@@ -110,6 +124,14 @@ class VATask(abc.ABC):
 
     def _tensor(self, array: npt.NDArray[Any]) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+
+    def _index(self, array: npt.NDArray[Any]) -> torch.Tensor:
+        """An index (or mask) into the stored values, on their device."""
+        return torch.from_numpy(np.ascontiguousarray(array)).to(self.storage)
+
+    def _gather(self, rows: torch.Tensor) -> torch.Tensor:
+        """Stored rows as float32 on the training device."""
+        return self.values[rows].to(self.device, non_blocking=True).float()
 
     def _batches(self, n: int, generator: torch.Generator, batch_size: int,
                  ) -> Iterator[npt.NDArray[np.int64]]:
@@ -176,12 +198,12 @@ class FrameWindowTask(VATask):
         aligned = align_frame_input(self.input, clock, max_fill_s=cfg.max_fill_s)
         loss_mask = clock.target_mask & aligned.valid & (cfg.train_on_filled | ~aligned.filled)
         return self._Prepared(clock=clock, windows=frame_windows(clock, window=cfg.window, hop=cfg.hop),
-                              index=self._tensor(aligned.index), input_valid=self._tensor(aligned.valid),
+                              index=self._index(aligned.index), input_valid=self._tensor(aligned.valid),
                               loss_mask=loss_mask)
 
     def _inputs(self, prep: _Prepared, rows: npt.NDArray[np.int64]) -> torch.Tensor:
+        x = self._gather(prep.index[self._index(rows)])
         r = self._tensor(rows)
-        x = self.values[prep.index[r]].float()
         return x * prep.input_valid[r].unsqueeze(-1).to(x.dtype)
 
     def train_batches(self, epoch: int, generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
@@ -265,13 +287,13 @@ class SegmentTask(VATask):
         windows = segment_windows(segments, window=self.config.window, stride=self.config.stride,
                                   videos=range(len(clock)))
         return self._Prepared(clock=clock, segments=segments, windows=windows,
-                              seg_rows=self._tensor(segments.rows), seg_valid=segments.valid,
+                              seg_rows=self._index(segments.rows), seg_valid=segments.valid,
                               targets=targets, target_mask=target_mask & segments.valid)
 
     def _batch(self, prep: _Prepared, rows: npt.NDArray[np.int64], valid: npt.NDArray[np.bool_],
                ) -> tuple[torch.Tensor, torch.Tensor]:
         present = valid & prep.seg_valid[rows]
-        x = self.values[prep.seg_rows[self._tensor(rows)]].float()
+        x = self._gather(prep.seg_rows[self._index(rows)])
         return x, self._tensor(present)
 
     def train_batches(self, epoch: int, generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
@@ -344,7 +366,7 @@ class AudioWindowTask(VATask):
 
     def _inputs(self, windows: Windows, which: npt.NDArray[np.int64]) -> tuple[torch.Tensor, torch.Tensor]:
         rows, valid = windows.gather_rows(which)
-        return self.values[self._tensor(rows)].float(), self._tensor(valid)
+        return self._gather(self._index(rows)), self._tensor(valid)
 
     def train_batches(self, epoch: int, generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
         for which in self._batches(len(self.train), generator, self.config.batch_size):
