@@ -20,7 +20,7 @@ from affectcache.trainers.loop import load_checkpoint
 from affectcache.trainers.models import get_model_spec
 from affectcache.trainers.predict import RAS_SMOOTHING, predict_to_store
 from affectcache.trainers.submission import read_template, write_abaw_submission
-from affectcache.trainers.va import train_va
+from affectcache.trainers.va import evaluate_va, train_va
 from tests.trainers.va_store import write_inputs
 
 if TYPE_CHECKING:
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 FACE = {"input_modality": "face-emb", "input_columns": None, "hidden": 16, "n_heads": 2, "n_layers": 1,
         "window": 100, "hop": 50, "epochs": 4, "lr": 3e-3, "train_on_filled": True, "bootstrap_resamples": 50}
 BEHAVIOUR = {"input_modality": "beh-emb", "d_model": 16, "n_layers": 1, "head_hidden": 16, "window": 6,
-             "stride": 3, "epochs": 3, "lr": 3e-3, "bootstrap_resamples": 50}
-AUDIO = {"input_modality": "audio-frames", "attn_hidden": 8, "head_hidden": 16, "epochs": 3, "lr": 3e-3,
+             "stride": 3, "epochs": 2, "lr": 3e-3, "bootstrap_resamples": 50}
+AUDIO = {"input_modality": "audio-frames", "attn_hidden": 8, "head_hidden": 16, "epochs": 2, "lr": 3e-3,
          "ema_decay": 0.9, "bootstrap_resamples": 50}
 
 
@@ -68,6 +68,11 @@ def test_face_run_folder_predict_submit_and_provenance(va_store: tuple[Path, Pat
     assert again.record["fit"] == record["fit"]
     with pytest.raises(ConfigError, match="another config"):
         train_va("ras-face", fs, manifest, run_dir, config=_config("ras-face", {**FACE, "lr": 1e-3}))
+
+    # Evaluating the saved best model on a labelled split reproduces the run's own test scores.
+    evaluated = evaluate_va(run_dir, fs, manifest, split="test")
+    assert evaluated["va_score"] == pytest.approx(record["results"]["test"]["va_score"], abs=1e-9)
+    assert (run_dir / "eval-test.json").exists()
 
     # Predictions into the store: frame rows on the label clock, predictions then the 16-d embedding.
     report = predict_to_store(run_dir, fs, manifest, modality="pred-face", smoothing=RAS_SMOOTHING)
@@ -116,10 +121,10 @@ def test_face_run_folder_predict_submit_and_provenance(va_store: tuple[Path, Pat
 
 def test_same_seed_same_run_metrics(va_store: tuple[Path, Path], tmp_path: Path) -> None:
     fs, manifest = _open(va_store)
-    config = _config("ras-face", {**FACE, "epochs": 2})
+    config = _config("ras-face", {**FACE, "epochs": 1})
     a = train_va("ras-face", fs, manifest, tmp_path / "a", config=config)
     b = train_va("ras-face", fs, manifest, tmp_path / "b", config=config)
-    assert (tmp_path / "a" / "metrics.jsonl").read_text().count("va_score") == 2
+    assert (tmp_path / "a" / "metrics.jsonl").read_text().count("va_score") == 1
     rows_a = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     rows_b = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [(r["train_loss"], r["va_score"]) for r in rows_a] == [
