@@ -28,6 +28,7 @@ writers never touch the same Zarr key.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -38,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import zarr
+from zarr.errors import ContainsGroupError
 
 from affectcache.extractors.config import stable_hash
 from affectcache.extractors.provenance import library_versions, utc_now
@@ -130,6 +132,9 @@ class FeatureStore:
             self._root = zarr.open_group(self.url, zarr_format=3, **kwargs)
         except FileNotFoundError as exc:
             raise FeatureNotFoundError(f"no feature store at {self.url}") from exc
+        except ContainsGroupError:
+            # Mode "a" checks, then creates: another process created the store in between. Open theirs.
+            self._root = zarr.open_group(self.url, zarr_format=3, **{**kwargs, "mode": "r+"})
         if not read_only and "affectcache" not in self._root.attrs:
             self._root.update_attributes({"affectcache": {"layout": LAYOUT_VERSION, "created": utc_now()}})
 
@@ -158,7 +163,8 @@ class FeatureStore:
             return None
         if f"{PRIVATE_GROUP}/locks" not in self._root:
             self._writable()
-            self._root.require_group(f"{PRIVATE_GROUP}/locks")
+            with contextlib.suppress(ContainsGroupError):  # created by a concurrent builder meanwhile
+                self._root.require_group(f"{PRIVATE_GROUP}/locks")
         return root / PRIVATE_GROUP
 
     # ---- narrowing zarr's Array | Group union in one place ---------------------------------------
