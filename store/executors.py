@@ -100,9 +100,15 @@ def local_dask_client(n_workers: int) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    # Dask's own warnings (a stop's cancellations, lost workers) only at the package's DEBUG level (the
+    # CLI's --debug); errors always. The preload makes workers leave Ctrl-C to the driver and not log
+    # task errors, which the driver reports.
+    dask_level = logging.WARNING if logging.getLogger("affectcache").isEnabledFor(logging.DEBUG) \
+        else logging.ERROR
     # Any free port for the dashboard: several local clusters may run side by side.
     cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                           dashboard_address=":0", silence_logs=logging.WARNING, env=env)
+                           dashboard_address=":0", silence_logs=dask_level, env=env,
+                           preload=["affectcache.store.stopping"])
     client = Client(cluster)
     logger.info("local Dask cluster: %d worker process(es), dashboard %s", n_workers, client.dashboard_link)
     try:

@@ -32,6 +32,7 @@ import contextlib
 import json
 import logging
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import zarr
-from zarr.errors import ContainsGroupError
+from zarr.errors import ContainsGroupError, ZarrUserWarning
 
 from affectcache.extractors.config import stable_hash
 from affectcache.extractors.provenance import library_versions, utc_now
@@ -278,7 +279,10 @@ class FeatureStore:
         """State of every entry of a modality, complete or not."""
         group = self._group(check_modality_name(name))
         try:
-            children = [(vid, _attrs(sub)) for vid, sub in group.groups()]
+            with warnings.catch_warnings():
+                # A folder without metadata: a writer killed (or out of space) before its first write.
+                warnings.filterwarnings("ignore", "Object at .* is not recognized", ZarrUserWarning)
+                children = [(vid, _attrs(sub)) for vid, sub in group.groups()]
         except _ZARR_READ_ERRORS:
             # Some entry's metadata was cut short by a killed writer: read entries one by one.
             children = [(vid, self._entry_attrs(f"{name}/{vid}")) for vid in self._child_names(name)]
