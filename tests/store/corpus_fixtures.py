@@ -249,7 +249,8 @@ def sewa_rows(n: int, seed: int) -> np.ndarray:
 
 def write_sewa(root: Path, clip: Path, *, names: tuple[str, ...] = ("Train_DE_01", "Devel_HU_02"),
                n_rows: int = 8) -> Path:
-    """``labels/<name>.csv`` (semicolons, quoted names, 10 Hz) + ``media/<name>.mp4``."""
+    """The release layout: ``labels/<name>.csv`` (semicolons, quoted names, 10 Hz), feature folders with
+    the same file names, and ``media/<name>.mp4``."""
     (root / "labels").mkdir(parents=True, exist_ok=True)
     for k, name in enumerate(names):
         values = sewa_rows(n_rows, k)
@@ -257,6 +258,11 @@ def write_sewa(root: Path, clip: Path, *, names: tuple[str, ...] = ("Train_DE_01
         lines += [f"'{name}';{i / 10:.1f};{a};{v};{li}" for i, (a, v, li) in enumerate(values)]
         (root / "labels" / f"{name}.csv").write_text("\n".join(lines) + "\n")
         place_clip(clip, root / "media" / f"{name}.mp4")
+        # As released: feature folders beside labels/ with the same file names.
+        for folder, header in (("visual_features_xbow", "name;frameTime;xbow_0"),
+                               ("audio_features_egemaps", "name;frameTime;F0semitoneFrom27.5Hz")):
+            (root / folder).mkdir(exist_ok=True)
+            (root / folder / f"{name}.csv").write_text(f"{header}\n'{name}';0.0;0.5\n")
     return root
 
 

@@ -141,3 +141,18 @@ def test_sewa_quoted_names_bad_rows_and_empty_test_labels(tmp_path: Path, corpus
     errors = [str(p) for p in read_corpus("sewa", root, root / "media").errors]
     assert errors == ["labels/Test_CN_03.csv:2: error: name 'Other_01' differs from the file's recording "
                       "'Test_CN_03'"]
+
+
+def test_sewa_reads_only_the_labels_of_the_release_root_or_of_labels_itself(tmp_path: Path,
+                                                                            corpus_clip: Path) -> None:
+    root = write_sewa(tmp_path, corpus_clip)
+    assert (root / "visual_features_xbow" / "Train_DE_01.csv").exists()  # same names as the labels
+    for given in (root, root / "labels"):
+        result = read_corpus("sewa", given, root / "media")
+        assert result.problems == (), given
+        assert sorted(i.video_id for i in result.items) == ["Devel_HU_02", "Train_DE_01"]
+        assert {e.video_id for e in result.tracks} == {"Devel_HU_02", "Train_DE_01"}
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    (error,) = read_corpus("sewa", empty, root / "media").errors
+    assert "give the release folder (holding labels/) or its labels/ folder as --root" in str(error)
