@@ -12,8 +12,9 @@ Driver-side writes (failure records, commits) run inside :func:`signals_deferred
 during one is held until it is complete, so a stop never leaves a half-written record.
 
 Workers of the local cluster load this module as a Dask preload (:func:`dask_setup`): they ignore SIGINT
-(a terminal sends Ctrl-C to the whole process group; the driver alone decides, and shuts them down),
-and they do not log a task's exception, which the driver reports itself in one line.
+(a terminal sends Ctrl-C to the whole process group; the driver alone decides, and shuts them down).
+Unless ``--debug``, the driver also silences their logging (:func:`quiet_worker_logs`): a task's
+exception is reported once, by the driver, in one line.
 """
 
 from __future__ import annotations
@@ -153,16 +154,15 @@ def _deliver(signum: int, handler: Any) -> None:
 
 
 # ---- Dask worker preload ------------------------------------------------------------------------------
-class _DropTaskErrors(logging.Filter):
-    """Drops the worker's "Compute Failed" record: the driver reports that error (one line, or its
-    traceback with ``--debug``)."""
+def quiet_worker_logs() -> None:
+    """Silence Dask's own logging in a local worker process (run there by the driver unless --debug).
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Compute Failed")
+    Whatever goes wrong in a task reaches the driver as the task's exception; what a worker logs besides
+    is its side of the shutdown (a heartbeat to a scheduler that just closed, cancelled tasks)."""
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
 
 
 def dask_setup(worker: Any) -> None:
     """Dask preload hook, run in each local worker process as it starts (see the module docstring)."""
     if _in_main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.getLogger("distributed.worker").addFilter(_DropTaskErrors())
