@@ -21,9 +21,9 @@ from typer.testing import CliRunner
 
 import tests.helpers  # noqa: F401  (registers the test-only extractors)
 from affectcache.cli.main import app
-from affectcache.store.build import build
 from affectcache.store.lock import ModalityLock
 from affectcache.store.manifest import write_manifest
+from affectcache.store.runner import build
 from affectcache.store.zarr_store import FeatureStore
 from tests.helpers import make_items, store_snapshot
 
