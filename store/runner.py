@@ -25,12 +25,14 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from affectcache.extractors.common.hub import check_model_available, hub_models
 from affectcache.extractors.core.base import Extractor
 from affectcache.extractors.core.config import ExtractorConfig
 from affectcache.extractors.core.errors import BadMediaError, ConfigError
 from affectcache.extractors.core.provenance import utc_now
 from affectcache.extractors.core.records import MediaItem
 from affectcache.extractors.core.registry import get_extractor_cls
+from affectcache.extractors.core.verbosity import apply_verbosity
 from affectcache.extractors.media.decode_memo import (
     DEFAULT_BUDGET_MB,
     NO_MEDIA,
@@ -38,7 +40,7 @@ from affectcache.extractors.media.decode_memo import (
     combined_needs,
     shared_decoding,
 )
-from affectcache.store.errors import FeatureNotFoundError, StoreError
+from affectcache.store.errors import FeatureNotFoundError, ProvenanceMismatchError, StoreError
 from affectcache.store.executors import (
     InProcessExecutor,
     SupportsSubmit,
@@ -53,7 +55,7 @@ from affectcache.store.lock import ModalityLock
 from affectcache.store.zarr_store import EntryState, FeatureStore, source_changed
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
     from pathlib import Path
 
     from affectcache.extractors.core.base import Upstream
@@ -218,6 +220,8 @@ def build_many(
     extractors = {name: make_extractor(name, (configs or {}).get(name)) for name in modalities}
     order = dependency_order(extractors)
     todo_items = _select(list(items), only)
+    if executor is None:  # local workers share this machine's devices and hub cache: check them first
+        preflight(extractors.values())
     redo_ids = {validate_video_id(v) for v in redo}
     with contextlib.ExitStack() as locks:
         for name in order:
@@ -226,7 +230,7 @@ def build_many(
         for name in order:
             extractor = extractors[name]
             provenance = extractor.provenance(_upstream_fingerprints(fs, extractor))
-            fs.init_modality(name, provenance, overwrite=overwrite)
+            _init_modality(fs, name, provenance, overwrite=overwrite)
             report = BuildReport(modality=name, store=fs.url, fingerprint=provenance["config_fingerprint"])
             states = fs.entry_states(name)
             plan: list[MediaItem] = []
@@ -254,6 +258,26 @@ def build_many(
         job.report.seconds = seconds
         logger.info(job.report.summary())
     return [jobs[name].report for name in modalities]
+
+
+def preflight(extractors: Iterable[Extractor[Any]]) -> None:
+    """Refuse, before anything is created, a device this machine lacks or a hub model that is neither
+    cached nor reachable (one line each, naming the remedies)."""
+    for extractor in extractors:
+        extractor.config.check_device()
+        for model in hub_models(extractor):
+            check_model_available(model)
+
+
+def _init_modality(fs: FeatureStore, name: str, provenance: Mapping[str, Any], *, overwrite: bool) -> None:
+    """Create or check the modality; one with no complete entry is re-configured (nothing to lose)."""
+    try:
+        fs.init_modality(name, provenance, overwrite=overwrite)
+    except ProvenanceMismatchError:
+        if any(state.complete for state in fs.entry_states(name).values()):
+            raise
+        logger.info("%s: no complete entry yet, so it is re-created with the new config", name)
+        fs.init_modality(name, provenance, overwrite=True)
 
 
 @dataclass(kw_only=True)
@@ -421,6 +445,7 @@ def _progress_bar(enabled: bool, name: str, total: int) -> Iterator[Any]:
 @functools.lru_cache(maxsize=16)
 def _worker_extractor(name: str, module: str, config_json: str) -> Extractor[Any]:
     """One extractor per process and config: weights load once however many tasks arrive."""
+    apply_verbosity()  # worker processes follow the verbosity the command line exported
     # Importing the defining module registers extractors that are neither built in nor entry points
     # (e.g. defined in a user's script) on workers that never imported it.
     importlib.import_module(module)

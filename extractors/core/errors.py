@@ -18,6 +18,12 @@ class BadMediaError(ExtractorError):
     """
 
 
+class ModelUnavailableError(ExtractorError):
+    """A model's weights cannot be loaded here: not in the local cache and the hub is unreachable (or
+    offline), no such repository or revision, or a local folder that holds no model. The message names the
+    model and the remedies; the run is refused, never recorded per item."""
+
+
 class ConfigError(ExtractorError, ValueError):
     """A configuration is invalid: unknown keys, wrong types, or failed cross-field checks."""
 

@@ -147,3 +147,58 @@ def test_extract_several_modalities_with_per_modality_settings(manifest: Path, t
         for vid in FeatureStore(store).videos(name):
             np.testing.assert_array_equal(FeatureStore(tuned).read(name, vid).values,
                                           FeatureStore(store).read(name, vid).values)
+
+
+# ---- models and devices are checked before anything is created (issue 17.1) ----------------------------
+def test_unavailable_model_or_device_is_refused_before_the_modality_exists(manifest: Path,
+                                                                          tmp_path: Path) -> None:
+    store = tmp_path / "s.zarr"
+    # conftest sets HF_HUB_OFFLINE=1 and the default CLIP is not in this machine's hub cache
+    code, _, err = run("extract", "clip-face", "-m", str(manifest), "-s", str(store), "-w", "0")
+    assert code == 2
+    assert "openai/clip-vit-base-patch16@main" in err
+    assert "affectcache models fetch clip-face" in err
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = run("extract", "test-counting", "-m", str(manifest), "-s", str(store), "-w", "0",
+                       "--set", "device=cuda")
+    assert code == 2
+    assert "device='cuda'" in err
+    assert not store.exists() or not FeatureStore(store).modalities()
+
+
+def test_modality_without_complete_entry_is_reconfigured(manifest: Path, tmp_path: Path) -> None:
+    store = str(tmp_path / "s.zarr")
+    code, _, _ = run("extract", "test-counting", "-m", str(manifest), "-s", store, "-w", "0", "--only",
+                     "bad_c")
+    assert code == 1  # the modality exists, but nothing in it is complete
+    code, _, err = run("extract", "test-counting", "-m", str(manifest), "-s", store, "-w", "0",
+                       "--set", "dim=7", "--only", "a")
+    assert code == 0, err
+    assert FeatureStore(store).provenance("test-counting")["config"]["dim"] == 7
+    code, _, err = run("extract", "test-counting", "-m", str(manifest), "-s", store, "-w", "0",
+                       "--set", "dim=5", "--only", "b")
+    assert code == 2  # now an entry is complete: a change is refused
+    assert "dim: 7 -> 5" in err
+
+
+def test_models_list_verify_fetch_use_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.extractors.common.test_hub import fake_hub_cache
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    fake_hub_cache(tmp_path / "hub", "openai/clip-vit-base-patch16", "main")
+    code, out, _ = run("models", "list", "clip-face", "wavlm", "--cache-dir", str(tmp_path / "hub"))
+    assert code == 0
+    assert "openai/clip-vit-base-patch16@main" in out
+    assert "cached" in out.splitlines()[1]
+    assert "missing" in out.splitlines()[2]
+    code, _, err = run("models", "verify", "clip-face", "--cache-dir", str(tmp_path / "hub"))
+    assert code == 0, err
+    code, _, err = run("models", "verify", "clip-face", "wavlm", "--set", "wavlm.revision=r1",
+                       "--cache-dir", str(tmp_path / "hub"))
+    assert code == 1
+    assert "microsoft/wavlm-large@r1 missing" in err
+    code, _, err = run("models", "fetch", "wavlm", "--cache-dir", str(tmp_path / "hub"))
+    assert code == 2
+    assert "HF_HUB_OFFLINE" in err
+    code, _, err = run("models", "fetch")
+    assert code == 2
