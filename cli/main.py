@@ -12,10 +12,10 @@ from affectcache.cli._app import _state, app
 # isort: split
 from affectcache.cli import extract, status  # isort: skip
 from affectcache.cli import demo  # isort: skip
-from affectcache.cli import assets, corpora, lasca, lexicon, models, train  # isort: skip
+from affectcache.cli import assets, corpora, labels, lasca, lexicon, models, train  # isort: skip
 
-__all__ = ["app", "assets", "corpora", "demo", "extract", "lasca", "lexicon", "main", "models", "status",
-           "train"]
+__all__ = ["app", "assets", "corpora", "demo", "extract", "labels", "lasca", "lexicon", "main", "models",
+           "status", "train"]
 
 
 def main() -> None:
