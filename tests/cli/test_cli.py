@@ -126,10 +126,10 @@ def test_extract_several_modalities_with_per_modality_settings(manifest: Path, t
     store = str(tmp_path / "s.zarr")
     code, out, err = run("extract", "test-derived", "test-counting", "-m", str(manifest), "-s", store,
                          "-w", "0", "--set", "test-counting.dim=2", "--set", "test-derived.scale=3")
-    assert code == 1  # bad_c fails in test-counting, hence in test-derived too
+    assert code == 1  # bad_c fails in test-counting; test-derived skips it (counted once, upstream)
     assert "test-counting: 2 written" in out
-    assert "test-derived: 2 written" in out
-    assert "MissingUpstreamError" in err
+    assert "test-derived: 2 written, 0 already complete, 0 failed, 1 not applicable" in out
+    assert sum("bad_c" in line for line in err.splitlines()) == 1  # printed once
     fs = FeatureStore(store)
     assert fs.provenance("test-counting")["config"]["dim"] == 2
     assert fs.provenance("test-derived")["config"]["scale"] == 3.0
@@ -202,3 +202,71 @@ def test_models_list_verify_fetch_use_the_cache(tmp_path: Path, monkeypatch: pyt
     assert "HF_HUB_OFFLINE" in err
     code, _, err = run("models", "fetch")
     assert code == 2
+
+
+# ---- failure policy, stored configs, --set names, status (issue 17.2, 17.6, 17.8) ---------------------
+def test_recorded_failures_are_not_retried_until_the_media_changes(manifest: Path, tmp_path: Path) -> None:
+    store = str(tmp_path / "s.zarr")
+    code, _, err = run("extract", "test-counting", "-m", str(manifest), "-s", store, "-w", "0")
+    assert code == 1
+    assert sum("bad_c" in line for line in err.splitlines()) == 1  # printed once, as it failed
+    code, out, err = run("extract", "test-counting", "-m", str(manifest), "-s", store, "-w", "0")
+    assert code == 0, err
+    assert "0 failed, 1 remain failed (see status; --retry-failed)" in out
+    assert "bad_c" not in err
+    code, out, _ = run("extract", "test-counting", "-m", str(manifest), "-s", store, "-w", "0",
+                       "--retry-failed")
+    assert code == 1
+    assert "1 failed" in out
+    (tmp_path / "bad_c.bin").write_bytes(b"y" * 5)  # the media changed: tried again
+    code, out, _ = run("extract", "test-counting", "-m", str(manifest), "-s", store, "-w", "0")
+    assert code == 1
+    assert "remain failed" not in out
+    code, out, _ = run("status", "-s", store, "-m", str(manifest))
+    row = next(line for line in out.splitlines() if line.startswith("test-counting"))
+    # complete 2, missing 0 (the failed item is counted once, as failed), incomplete 0, failed 1, n/a 0
+    assert row.split()[3:9] == ["2", "0", "0", "1", "0", "0"]
+
+
+def test_no_audio_track_is_not_applicable(media_dir: Path, tmp_path: Path) -> None:
+    from affectcache.extractors.core.records import MediaItem
+
+    m = write_manifest([MediaItem(video_id="talk", path=str(media_dir / "a.mp4")),
+                        MediaItem(video_id="mute", path=str(media_dir / "silent_video.mp4"))],
+                       tmp_path / "m.jsonl")
+    store = str(tmp_path / "s.zarr")
+    code, out, err = run("extract", "test-audio-level", "-m", str(m), "-s", store, "-w", "0")
+    assert code == 0, err
+    assert "test-audio-level: 1 written, 0 already complete, 0 failed, 1 not applicable" in out
+    code, out, _ = run("status", "-s", store, "-m", str(m))
+    assert "not applicable mute" in out
+    assert "has no audio stream" in out
+    assert "failed mute" not in out
+
+
+def test_extract_keeps_the_stored_config_and_set_names_the_modality(manifest: Path, tmp_path: Path) -> None:
+    store = str(tmp_path / "s.zarr")
+    run("extract", "test-counting", "-m", str(manifest), "-s", store, "-w", "0", "--set", "dim=7",
+        "--only", "a")
+    code, _out, err = run("extract", "test-counting", "-m", str(manifest), "-s", store, "-w", "0",
+                         "--only", "b")
+    assert code == 0, err  # no --set: the stored dim=7 is used, not refused as a change
+    assert FeatureStore(store).read("test-counting", "b").values.shape[1] == 7
+    code, _, err = run("extract", "test-counting", "-m", str(manifest), "-s", store, "--set",
+                       "test-countng.dim=3")
+    assert code == 2
+    assert "'test-countng' is not one of the names being built (test-counting) (did you mean " in err
+
+
+def test_version_and_status_caps_long_lists(tmp_path: Path) -> None:
+    code, out, _ = run("--version")
+    assert code == 0
+    assert out.startswith("affectcache ")
+    items = make_items(tmp_path, [f"bad_{i:02d}" for i in range(14)] + ["ok"])
+    m = write_manifest(items, tmp_path / "m.jsonl")
+    store = str(tmp_path / "s.zarr")
+    run("extract", "test-counting", "-m", str(m), "-s", store, "-w", "0")
+    _, out, _ = run("status", "-s", store)
+    assert "... and 4 more; --all or --json" in out
+    _, out, _ = run("status", "-s", store, "--all")
+    assert "failed bad_13" in out
