@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from affectcache.store.pipelines.demo import run_demo
-from affectcache.trainers.demo import train_demo_heads
+from affectcache.trainers.demo import train_demo_head
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -22,8 +22,9 @@ def test_demo_heads_train_predict_and_score(tmp_path: Path) -> None:
     frames = fs.read("wavlm-frames", "demo_000")
     assert frames.time_s is not None
     np.testing.assert_allclose(np.diff(frames.time_s), 0.02, atol=1e-9)
-    heads = train_demo_heads(fs, result.manifest, tmp_path,
+    heads = [train_demo_head(name, fs, result.manifest, tmp_path,
                              overrides={"epochs": 2, "bootstrap_resamples": 20})
+             for name in ("ras-face", "ras-audio")]
     assert [(h.model, h.input_modality) for h in heads] == [("ras-face", "clip-scene"),
                                                              ("ras-audio", "wavlm-frames")]
     for head in heads:
@@ -31,3 +32,4 @@ def test_demo_heads_train_predict_and_score(tmp_path: Path) -> None:
         assert np.isfinite(head.held_out["va_score"])
         assert (head.run_dir / "run.json").exists()
         assert fs.videos(head.prediction_modality) == result.manifest.ids()
+        assert head.summary().startswith(f"on {head.input_modality}: held-out (test) CCC valence")
