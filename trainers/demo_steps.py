@@ -34,4 +34,6 @@ def preference_step(label: str = "arousal", thresholds: tuple[float, ...] = (0.1
 
 def demo_training_steps() -> list[DemoStep]:
     """Every trainer's demo step, in order."""
-    return [preference_step()]
+    from affectcache.trainers.demo import va_demo_steps
+
+    return [preference_step(), *va_demo_steps()]
