@@ -10,19 +10,20 @@ feature width (known only once the store's modalities are loaded). ``get_model_s
 (an unknown name is refused with the choices); :func:`describe_config` renders a config's fields with
 their documentation (``affectcache train show-config NAME``).
 
-Built-ins are imported by :func:`_load_builtins` on first use, so importing this package stays cheap (no
-torch) and other trainer packages can register their models into the same table.
+Built-ins are imported on first lookup (the generic
+:class:`~affectcache.extractors.core.registry.Registry`), so importing this package stays cheap (no torch)
+and other trainer packages register their models into the same table.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from affectcache.extractors.core.errors import ConfigError
+from affectcache.extractors.core.registry import Registry
 from affectcache.trainers.config import TrainerConfig
 
 logger = logging.getLogger(__name__)
@@ -53,44 +54,23 @@ class ModelSpec:
     """Named alternative configs (e.g. ``demo``) besides the default."""
 
 
-_REGISTRY: dict[str, ModelSpec] = {}
-_loaded = False
+MODELS: Registry[ModelSpec] = Registry("model", error=ConfigError, builtin_modules=BUILTIN_MODULES)
+"""Every trainable model by name; the built-in model modules are imported on first lookup."""
 
 
-def register_model(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
-    """Add a model to the registry (a second registration of a name is refused unless ``replace``)."""
-    import re
-
-    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]*", spec.name):
-        raise ValueError(f"model name {spec.name!r} must match [a-z0-9][a-z0-9.-]*")
-    if spec.name in _REGISTRY and not replace and _REGISTRY[spec.name] is not spec:
-        raise ValueError(f"model {spec.name!r} is already registered")
-    _REGISTRY[spec.name] = spec
-    return spec
-
-
-def _load_builtins() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)
+def register_model(spec: ModelSpec) -> ModelSpec:
+    """Add a model to the registry (a second, different registration of a name is refused)."""
+    return MODELS.register(spec.name, spec)
 
 
 def available_models() -> list[str]:
     """Sorted names of the registered models."""
-    _load_builtins()
-    return sorted(_REGISTRY)
+    return MODELS.names()
 
 
 def get_model_spec(name: str) -> ModelSpec:
-    """The spec registered as ``name``; :class:`ConfigError` listing the choices otherwise."""
-    _load_builtins()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ConfigError(f"no model {name!r}; available: {sorted(_REGISTRY)}") from None
+    """The spec registered as ``name``; :class:`ConfigError` with the choices (and the closest) otherwise."""
+    return MODELS.get(name)
 
 
 def describe_config(config: TrainerConfig) -> str:
