@@ -14,9 +14,10 @@ from affectcache.cli import extract, status  # isort: skip
 from affectcache.cli import demo  # isort: skip
 from affectcache.cli import assets, corpora, labels, lasca, lexicon, models, train  # isort: skip
 from affectcache.cli import va  # isort: skip
+from affectcache.cli import mcdm  # isort: skip
 
-__all__ = ["app", "assets", "corpora", "demo", "extract", "labels", "lasca", "lexicon", "main", "models",
-           "status", "train", "va"]
+__all__ = ["app", "assets", "corpora", "demo", "extract", "labels", "lasca", "lexicon", "main", "mcdm",
+           "models", "status", "train", "va"]
 
 
 def main() -> None:
