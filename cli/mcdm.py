@@ -1,6 +1,7 @@
-"""``affectcache train mcdm|mcdm-1`` and ``affectcache demo mcdm``: SCD-MMPSR's multitask trainer.
+"""``affectcache train mcdm|mcdm-1``, ``affectcache ablate mcdm`` and ``affectcache demo mcdm``:
+SCD-MMPSR's multitask trainer.
 
-Thin commands over :mod:`affectcache.trainers.mcdm.run` and :mod:`affectcache.trainers.mcdm.demo`.
+Thin commands over :mod:`affectcache.trainers.mcdm.run`, ``.ablate`` and ``.demo``.
 Corpora come as (store, manifest) pairs: ``-s S1 -m M1 -s S2 -m M2 ...`` (repeated options are paired
 in order; Typer has no repeatable two-value option).
 """
@@ -13,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from affectcache.cli._app import ConfigOpt, SetOpt, cli_errors
+from affectcache.cli._app import ConfigOpt, SetOpt, app, cli_errors
 from affectcache.cli.demo import EXTRA_DEMOS
 from affectcache.cli.train import train_app
 from affectcache.cli.va import OverwriteOpt, PresetOpt, _config
@@ -79,6 +80,36 @@ def _echo_results(results: dict[str, dict[str, object]]) -> None:
 
 for _name in MCDM_MODELS:
     _make_train_command(_name)
+
+ablate_app = typer.Typer(no_args_is_help=True, help="Run a model's ablation grid and write the whole table.")
+app.add_typer(ablate_app, name="ablate")
+
+
+@ablate_app.command("mcdm")
+@cli_errors
+def ablate_mcdm(
+    store: StoresOpt, manifest: ManifestsOpt, meld: MeldOpt = None,
+    grid: Annotated[str, typer.Option(
+        help="table1 (the paper's rows over the config's inputs and tasks) or a YAML file mapping row "
+             "label -> config overrides.")] = "table1",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder of the rows' runs and the table.")] = Path(
+        "runs/mcdm-ablation"),
+    preset: PresetOpt = None, config: ConfigOpt = None, set_: SetOpt = None, overwrite: OverwriteOpt = False,
+) -> None:
+    """Train every row of an ablation grid (each a resumable run under --out) and write results.md/.csv in
+    the shape of the paper's Table 1, with the average rank of each row."""
+    from affectcache.trainers.mcdm.ablate import read_grid, run_ablation
+
+    rows_grid = None
+    if grid != "table1":
+        import yaml
+
+        rows_grid = read_grid(yaml.safe_load(Path(grid).read_text(encoding="utf-8")))
+    corpora = _pairs(store, manifest)
+    meld_pair = _pairs([meld[0]], [meld[1]])[0] if meld is not None else None
+    run_ablation("mcdm", corpora, out, _config("mcdm", preset, config, set_), grid=rows_grid, meld=meld_pair,
+                 overwrite=overwrite)
+    typer.echo((out / "results.md").read_text(encoding="utf-8"))
 
 
 def demo_mcdm(out: Path) -> None:

@@ -134,3 +134,36 @@ def test_train_mcdm_command(planted: dict[str, PlantedCorpus], tmp_path: Path) -
     record = json.loads((tmp_path / "cli-run" / "run.json").read_text())
     assert sorted(record["examples"]) == ["bah", "mosei"]
     assert np.isnan(record["results"]["test"].get("fiv2_macc", {"value": np.nan})["value"])
+
+
+def test_table1_grid_and_ranks() -> None:
+    from affectcache.trainers.mcdm.ablate import average_ranks, table1_grid
+
+    labels = [label for label, _ in table1_grid(_config())]
+    assert labels == ["MCDM-1", "MCDM-2", "w/o task projectors", "w/o graph", "w/o attention",
+                      "w/o guide bank", "w/o face", "w/o audio", "w/o ER task", "w/o PTR task", "w/o AHR task"]
+    rows = [{"MOSEI mMF1": 60.0, "BAH MF1": 70.0}, {"MOSEI mMF1": 62.0, "BAH MF1": 70.0},
+            {"MOSEI mMF1": None, "BAH MF1": 50.0}]
+    assert average_ranks(rows) == [pytest.approx((2 + 1.5) / 2), pytest.approx((1 + 1.5) / 2), 3.0]
+
+
+def test_ablate_command_writes_the_whole_table(planted: dict[str, PlantedCorpus], tmp_path: Path) -> None:
+    from affectcache.cli.main import app
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("MCDM-2: {}\nw/o AHR task: {active_tasks: [emotion, personality]}\n")
+    args = ["ablate", "mcdm", "--grid", str(grid), "--preset", "demo", "-o", str(tmp_path / "abl"),
+            "--set", "modalities=[face, audio]", "--set", "input_dims=[1, 1]",
+            "--set", f"sources=[{FACE}, {AUDIO}]", "--set", "epochs=1", "--set", "bootstrap_resamples=5"]
+    for name in ("mosei", "bah"):
+        args += ["-s", str(planted[name].store), "-m", str(planted[name].manifest)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "abl" / "results.md").read_text().splitlines()
+    assert len(lines) == 4
+    assert lines[3].startswith("| w/o AHR task | V+A | MCDM-2 |")
+    assert "BAH MF1" in lines[0]
+    assert "rank" in lines[0]
+    assert (tmp_path / "abl" / "w-o-ahr-task" / "run.json").exists()
+    # The row without the A/H task has no BAH figures.
+    assert lines[3].split("|")[7].strip() == "—"
