@@ -141,7 +141,8 @@ def test_table1_grid_and_ranks() -> None:
 
     labels = [label for label, _ in table1_grid(_config())]
     assert labels == ["MCDM-1", "MCDM-2", "w/o task projectors", "w/o graph", "w/o attention",
-                      "w/o guide bank", "w/o face", "w/o audio", "w/o ER task", "w/o PTR task", "w/o AHR task"]
+                      "w/o guide bank", "w/o face", "w/o audio", "w/o ER task", "w/o PTR task",
+                      "w/o AHR task"]
     rows = [{"MOSEI mMF1": 60.0, "BAH MF1": 70.0}, {"MOSEI mMF1": 62.0, "BAH MF1": 70.0},
             {"MOSEI mMF1": None, "BAH MF1": 50.0}]
     assert average_ranks(rows) == [pytest.approx((2 + 1.5) / 2), pytest.approx((1 + 1.5) / 2), 3.0]
