@@ -58,7 +58,22 @@ def demo_train_config(**changes: Any) -> MCDMTrainConfig:
 
 
 def run_demo(out: Path, *, clips: int = 150, epochs: int = 30, seed: int = 0) -> DemoReport:
-    """Write the planted corpora, train multitask and single-task runs, compare on the test splits."""
+    """Write the planted corpora, train multitask and single-task runs, compare on the test splits.
+
+    Runs with one torch thread: the demo's models are tiny, and several threads on a shared CPU make each
+    step many times slower (restored afterwards).
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _run_demo(out, clips=clips, epochs=epochs, seed=seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_demo(out: Path, *, clips: int, epochs: int, seed: int) -> DemoReport:
     from affectcache.trainers.mcdm.run import train_mcdm
 
     planted = write_corpora(out / "corpora", n=clips, seed=seed)
