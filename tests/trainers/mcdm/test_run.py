@@ -168,3 +168,19 @@ def test_ablate_command_writes_the_whole_table(planted: dict[str, PlantedCorpus]
     assert (tmp_path / "abl" / "w-o-ahr-task" / "run.json").exists()
     # The row without the A/H task has no BAH figures.
     assert lines[3].split("|")[7].strip() == "—"
+
+
+def test_demo_reports_every_task_beside_its_baseline_and_chance(tmp_path: Path) -> None:
+    from affectcache.trainers.mcdm.demo import FIGURES, run_demo
+
+    report = run_demo(tmp_path, clips=30, epochs=2)
+    assert [r["figure"] for r in report.rows][: len(FIGURES)] == list(FIGURES)
+    for row in report.rows[: len(FIGURES)]:
+        assert row["single_task"] is not None
+        assert row["above_chance"] == (row["low"] > row["chance"])
+    # Chance of a trait CCC is about 0, of a weighted accuracy about 0.5 (permuted outputs).
+    chance = {r["figure"]: r["chance"] for r in report.rows}
+    assert abs(chance["fiv2_mccc"]) < 0.3
+    assert 0.3 < chance["mosei_mwacc"] < 0.7
+    assert (tmp_path / "demo.md").read_text() == report.table
+    assert (tmp_path / "single-ah" / "run.json").exists()
