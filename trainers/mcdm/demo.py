@@ -2,9 +2,10 @@
 supervised baselines and chance.
 
 Writes the planted corpora of :mod:`affectcache.trainers.mcdm.synthetic` (three single-task corpora and a
-MELD-like one) under ``out``, trains ``mcdm`` (tiny dims) on the three concatenated corpora with
-pseudo-labels and GradNorm (``out/multitask``), then, per task, the same model with only that task, on
-only its corpus, without pseudo-labels (``out/single-<task>``). Every held-out (test split) figure is
+MELD-like one) under ``out`` — by default as encoded clips whose colour and tone carry the labels, with
+``clip-scene`` (the demo's tiny CLIP) and ``mfcc`` built by the store runner — trains ``mcdm`` (tiny dims)
+on the three concatenated corpora with pseudo-labels and GradNorm (``out/multitask``), then, per task, the
+same model with only that task, on only its corpus, without pseudo-labels (``out/single-<task>``). Every held-out (test split) figure is
 reported with its bootstrap interval beside the baseline's and a chance level: the mean of the figure
 over 20 permutations of the multitask model's test outputs against the labels (what a model that ignores
 its input scores on these labels). ``demo.md`` / ``demo.json`` hold the comparison.
@@ -22,7 +23,7 @@ from affectcache.extractors.core.atomic import atomic_write_json, atomic_write_t
 from affectcache.store.manifest import load_manifest
 from affectcache.store.zarr_store import FeatureStore
 from affectcache.trainers.mcdm.config import MCDMTrainConfig, demo_config
-from affectcache.trainers.mcdm.synthetic import AUDIO, FACE, write_corpora
+from affectcache.trainers.mcdm.synthetic import AUDIO, FACE, MEDIA_INPUTS, write_corpora
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -51,13 +52,15 @@ class DemoReport:
     """The rows as Markdown."""
 
 
-def demo_train_config(**changes: Any) -> MCDMTrainConfig:
+def demo_train_config(*, media: bool = True, **changes: Any) -> MCDMTrainConfig:
     """The demo's config: tiny MCDM-2 over the two planted inputs."""
-    base = demo_config(modalities=("face", "audio"), input_dims=(1, 1), sources=(FACE, AUDIO))
+    sources = tuple(MEDIA_INPUTS.values()) if media else (FACE, AUDIO)
+    base = demo_config(modalities=tuple(MEDIA_INPUTS), input_dims=(1, 1), sources=sources)
     return base.replace(**changes)
 
 
-def run_demo(out: Path, *, clips: int = 150, epochs: int = 30, seed: int = 0) -> DemoReport:
+def run_demo(out: Path, *, clips: int = 150, epochs: int = 30, seed: int = 0, media: bool = True,
+             ) -> DemoReport:
     """Write the planted corpora, train multitask and single-task runs, compare on the test splits.
 
     Runs with one torch thread: the demo's models are tiny, and several threads on a shared CPU make each
@@ -68,18 +71,18 @@ def run_demo(out: Path, *, clips: int = 150, epochs: int = 30, seed: int = 0) ->
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _run_demo(out, clips=clips, epochs=epochs, seed=seed)
+        return _run_demo(out, clips=clips, epochs=epochs, seed=seed, media=media)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run_demo(out: Path, *, clips: int, epochs: int, seed: int) -> DemoReport:
+def _run_demo(out: Path, *, clips: int, epochs: int, seed: int, media: bool) -> DemoReport:
     from affectcache.trainers.mcdm.run import train_mcdm
 
-    planted = write_corpora(out / "corpora", n=clips, seed=seed)
+    planted = write_corpora(out / "corpora", n=clips, seed=seed, media=media)
     pairs = {name: (FeatureStore(str(c.store), read_only=True), load_manifest(c.manifest))
              for name, c in planted.items()}
-    config = demo_train_config(epochs=epochs)
+    config = demo_train_config(media=media, epochs=epochs)
     corpora = [pairs[c] for c in ("mosei", "fiv2", "bah")]
     multitask = train_mcdm("mcdm", corpora, out / "multitask", config=config, meld=pairs["meld"],
                            overwrite=True)
@@ -102,7 +105,8 @@ def _run_demo(out: Path, *, clips: int, epochs: int, seed: int) -> DemoReport:
                      "high": meld[key]["high"], "single_task": None, "chance": 1 / 7,
                      "above_chance": bool(meld[key]["low"] > 1 / 7)})
     table = _markdown(rows)
-    atomic_write_json(out / "demo.json", {"rows": rows, "config": config.to_dict(), "clips": clips})
+    atomic_write_json(out / "demo.json", {"rows": rows, "config": config.to_dict(), "clips": clips,
+                                          "media": media})
     atomic_write_text(out / "demo.md", table)
     return DemoReport(rows=rows, table=table)
 

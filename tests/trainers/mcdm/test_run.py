@@ -173,7 +173,7 @@ def test_ablate_command_writes_the_whole_table(planted: dict[str, PlantedCorpus]
 def test_demo_reports_every_task_beside_its_baseline_and_chance(tmp_path: Path) -> None:
     from affectcache.trainers.mcdm.demo import FIGURES, run_demo
 
-    report = run_demo(tmp_path, clips=30, epochs=2)
+    report = run_demo(tmp_path, clips=30, epochs=2, media=False)
     assert [r["figure"] for r in report.rows][: len(FIGURES)] == list(FIGURES)
     for row in report.rows[: len(FIGURES)]:
         assert row["single_task"] is not None
@@ -184,3 +184,22 @@ def test_demo_reports_every_task_beside_its_baseline_and_chance(tmp_path: Path) 
     assert 0.3 < chance["mosei_mwacc"] < 0.7
     assert (tmp_path / "demo.md").read_text() == report.table
     assert (tmp_path / "single-ah" / "run.json").exists()
+
+
+def test_media_corpus_goes_through_clips_and_extractors(tmp_path: Path) -> None:
+    from affectcache.trainers.mcdm.synthetic import MEDIA_INPUTS, write_media_corpus
+
+    corpus = write_media_corpus("bah", tmp_path, n=6, duration_s=1.0)
+    fs = FeatureStore(str(corpus.store), read_only=True)
+    manifest = load_manifest(corpus.manifest)
+    assert all((tmp_path / "media" / "bah" / f"{vid}.mp4").exists() for vid in manifest.ids())
+    config = _config(sources=tuple(MEDIA_INPUTS.values()))
+    (loaded,) = load_corpora([(fs, manifest)], config)
+    assert loaded.labels.counts()["ah"] == 6
+    for name in MEDIA_INPUTS:
+        assert loaded.features[name].present.all()
+    # Dark, high-pitched clips (A/H) and light, low ones differ in their MFCC means.
+    ah = loaded.labels.ah.astype(bool)
+    mfcc = loaded.features["audio"].values
+    if ah.any() and (~ah).any():
+        assert np.abs(mfcc[ah].mean(0) - mfcc[~ah].mean(0)).max() > 1.0
