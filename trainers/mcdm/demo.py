@@ -5,10 +5,11 @@ Writes the planted corpora of :mod:`affectcache.trainers.mcdm.synthetic` (three 
 MELD-like one) under ``out`` — by default as encoded clips whose colour and tone carry the labels, with
 ``clip-scene`` (the demo's tiny CLIP) and ``mfcc`` built by the store runner — trains ``mcdm`` (tiny dims)
 on the three concatenated corpora with pseudo-labels and GradNorm (``out/multitask``), then, per task, the
-same model with only that task, on only its corpus, without pseudo-labels (``out/single-<task>``). Every held-out (test split) figure is
-reported with its bootstrap interval beside the baseline's and a chance level: the mean of the figure
-over 20 permutations of the multitask model's test outputs against the labels (what a model that ignores
-its input scores on these labels). ``demo.md`` / ``demo.json`` hold the comparison.
+same model with only that task, on only its corpus, without pseudo-labels (``out/single-<task>``). Every
+held-out (test split) figure is reported with its bootstrap interval beside the baseline's and a chance
+level: the mean of the figure over 20 permutations of the multitask model's test outputs against the labels
+(what a model that ignores its input scores on these labels). ``demo.md`` / ``demo.json`` hold the
+comparison.
 """
 
 from __future__ import annotations
