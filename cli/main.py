@@ -188,7 +188,7 @@ def _executor(scheduler: str | None) -> Iterator[Any]:
 
 def _run_build(names: Sequence[str], manifest: Path, store: str, configs: dict[str, dict[str, Any]], *,
                workers: int | None, scheduler: str | None, overwrite: bool, only: Sequence[str] | None,
-               redo: Sequence[str] = (), tuning: Mapping[str, int] | None = None) -> None:
+               redo: Sequence[str] = (), tuning: Mapping[str, Any] | None = None) -> None:
     from affectcache.store.build import build_many
     from affectcache.store.manifest import load_manifest
 
@@ -318,8 +318,9 @@ def demo(
     result = run_demo(out, workers=workers, progress=sys.stderr.isatty())
     typer.echo(format_status(store_status(result.store, result.manifest), result.store))
     typer.echo(f"\nmanifest: {result.manifest_path}\nstore:    {result.store.url}")
+    fragment = result.store.catalog("mfcc")[result.manifest.ids()[0]].fragment
     typer.echo("open it: python -c \"import xarray as xr; print(xr.open_zarr('"
-               f"{result.store.url}', group='mfcc/{result.manifest.ids()[0]}', consolidated=False))\"")
+               f"{result.store.url}', group='mfcc/fragments/{fragment}', consolidated=False))\"")
     if any(not r.ok for r in result.reports):
         raise typer.Exit(EXIT_ITEM_FAILURES)
 
@@ -329,6 +330,7 @@ from affectcache.cli import assets as _assets  # noqa: E402,F401
 from affectcache.cli import corpora as _corpora  # noqa: E402,F401
 from affectcache.cli import lasca as _lasca  # noqa: E402,F401
 from affectcache.cli import lexicon as _lexicon  # noqa: E402,F401
+from affectcache.cli import store_commands as _store_commands  # noqa: E402,F401
 from affectcache.cli import train as _train  # noqa: E402,F401
 
 

@@ -56,7 +56,7 @@ from affectcache.store.executors import (
 from affectcache.store.fragments import FragmentInfo
 from affectcache.store.ids import validate_video_id
 from affectcache.store.lock import ModalityLock
-from affectcache.store.zarr_store import EntryState, FeatureStore, source_changed
+from affectcache.store.zarr_store import FeatureStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -243,11 +243,14 @@ def build_many(
             else:
                 fs.init_modality(name, provenance)
             report = BuildReport(modality=name, store=fs.url, fingerprint=provenance["config_fingerprint"])
-            states = fs.entry_states(name)
+            state = fs.catalog(name)  # planning reads the catalog, never per-entry metadata
+            changed = state.changed_sources({it.video_id: it.source_info() for it in todo_items
+                                             if it.video_id in state})
             plan: list[MediaItem] = []
             for item in todo_items:
-                if item.video_id not in redo_ids and _is_current(states.get(item.video_id), item):
-                    report.skipped.append(item.video_id)
+                vid = item.video_id
+                if vid not in redo_ids and vid in state and vid not in changed:
+                    report.skipped.append(vid)
                 else:
                     plan.append(item)
             jobs[name] = _Job(extractor=extractor, report=report, plan=plan)
@@ -321,13 +324,6 @@ def _select(items: list[MediaItem], only: Sequence[str] | None) -> list[MediaIte
     if unknown:
         raise StoreError(f"--only names ids that are not in the manifest: {unknown}")
     return [it for it in items if it.video_id in wanted]
-
-
-def _is_current(state: EntryState | None, item: MediaItem) -> bool:
-    """Complete, and the source file and clip bounds are the ones it was built from."""
-    if state is None or not state.complete:
-        return False
-    return not source_changed(state.source, item.source_info())
 
 
 def _upstream_fingerprints(fs: FeatureStore, extractor: Extractor[Any]) -> dict[str, str]:

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from affectcache.extractors.errors import ConfigError
 from affectcache.store.fragments import FRAGMENTS_GROUP, fragment_time_s, write_columns
@@ -84,17 +85,10 @@ class CompactionReport:
                 f"in {self.seconds:.1f} s")
 
 
-def _live_rows(state: CatalogState) -> Counter[str]:
-    rows: Counter[str] = Counter()
-    for entry in state.entries.values():
-        rows[entry.fragment] += entry.n_rows
-    return rows
-
-
 def needs_compaction(fs: FeatureStore, name: str, policy: CompactionPolicy) -> bool:
     """Whether ``name`` has many small fragments or much garbage (the build's automatic trigger)."""
     state = fs.catalog(name)
-    live = _live_rows(state)
+    live = state.live_rows()
     row_bytes = max(1, fs.row_bytes(name))
     small = sum(1 for f in live if state.fragment_rows[f] * row_bytes < policy.small_fragment_mb * 1e6)
     stored = sum(state.fragment_rows.values())
@@ -117,25 +111,30 @@ def compact(fs: FeatureStore, name: str, policy: CompactionPolicy = CompactionPo
     catalog = fs.commit_log(name)
     kind = fs.provenance(name)["modality_kind"]
     state = catalog.state()
-    live = _live_rows(state)
+    live = state.live_rows()
     before = len(live)
     row_bytes = max(1, fs.row_bytes(name))
     small = {f for f in live if state.fragment_rows[f] * row_bytes < policy.small_fragment_mb * 1e6}
     dirty = {f for f, rows in live.items() if rows < state.fragment_rows[f]}
     selected = (small if len(small) > 1 else set()) | dirty
-    ids = sorted(v for v, e in state.entries.items() if e.fragment in selected)
+    every = state.videos()
+    names, frag, _, counts, _ = state.columns(every)
+    chosen = np.isin(np.array(names, dtype=object)[frag] if len(frag) else np.zeros(0, object),
+                     np.array(sorted(selected), dtype=object))
+    ids = [every[i] for i in np.flatnonzero(chosen).tolist()]
+    rows_of = counts[chosen].tolist()
     moved = 0
     batch: list[str] = []
     batch_rows = 0
     target_rows = max(1, int(policy.target_fragment_mb * 1e6 // row_bytes))
     for i, vid in enumerate(ids):
         batch.append(vid)
-        batch_rows += state.entries[vid].n_rows
+        batch_rows += rows_of[i]
         if batch_rows >= target_rows or i == len(ids) - 1:
             moved += _rewrite(fs, name, kind, state, batch)
             batch, batch_rows = [], 0
     deleted = _delete_garbage(fs, name, policy)
-    after = len(_live_rows(catalog.state()))
+    after = len(catalog.state().live_rows())
     return CompactionReport(modality=name, fragments_before=before, fragments_after=after,
                             entries_moved=moved, fragments_deleted=deleted,
                             seconds=time.perf_counter() - started)
@@ -143,7 +142,7 @@ def compact(fs: FeatureStore, name: str, policy: CompactionPolicy = CompactionPo
 
 def _rewrite(fs: FeatureStore, name: str, kind: Any, state: CatalogState, ids: list[str]) -> int:
     packed = fs.load(name, ids)
-    entries = [state.entries[v] for v in ids]
+    entries = [state[v] for v in ids]
     columns = {"values": packed.values, **packed.row_arrays}
     if any(e.has_mask for e in entries):
         columns["mask"] = packed.mask
@@ -163,8 +162,7 @@ def _delete_garbage(fs: FeatureStore, name: str, policy: CompactionPolicy) -> in
     catalog = fs.commit_log(name)
     state = catalog.state()
     retired = state.retired()
-    for fragment in retired:
-        fs.keys.delete_tree(f"{name}/{FRAGMENTS_GROUP}/{fragment}")
+    fs.keys.delete_trees(f"{name}/{FRAGMENTS_GROUP}/{fragment}" for fragment in retired)
     if retired:
         catalog.commit({"op": "purge", "purged": retired})
     known = set(catalog.state().fragment_rows)
@@ -176,6 +174,5 @@ def _delete_garbage(fs: FeatureStore, name: str, policy: CompactionPolicy) -> in
     now = time.time()
     orphans = [f for f in fs.keys.list(f"{name}/{FRAGMENTS_GROUP}")
                if f != "zarr.json" and f not in known and now - fragment_time_s(f) >= policy.orphan_age_s]
-    for fragment in orphans:
-        fs.keys.delete_tree(f"{name}/{FRAGMENTS_GROUP}/{fragment}")
+    fs.keys.delete_trees(f"{name}/{FRAGMENTS_GROUP}/{fragment}" for fragment in orphans)
     return len(retired) + len(orphans)

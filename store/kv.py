@@ -13,6 +13,7 @@ import contextlib
 import os
 import shutil
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -48,6 +49,9 @@ class Keys(Protocol):
 
     def delete_tree(self, prefix: str) -> None:
         """Delete ``prefix`` and everything under it (no error when absent)."""
+
+    def delete_trees(self, prefixes: Iterable[str]) -> None:
+        """Delete several prefixes (in parallel where the backend allows)."""
 
 
 class LocalKeys:
@@ -135,6 +139,12 @@ class LocalKeys:
                 path.unlink()
 
 
+    def delete_trees(self, prefixes: Iterable[str]) -> None:
+        # Deleting folders is journal-bound on most filesystems: threads overlap the waits.
+        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="affectcache-delete") as pool:
+            list(pool.map(self.delete_tree, prefixes))
+
+
 class ZarrKeys:
     """Keys in any zarr ``Store`` (fsspec-backed remote or in-memory stores)."""
 
@@ -205,3 +215,7 @@ class ZarrKeys:
         self._sync(self.store.delete_dir(self._key(prefix)))
         with contextlib.suppress(FileNotFoundError, KeyError):
             self._sync(self.store.delete(self._key(prefix)))
+
+    def delete_trees(self, prefixes: Iterable[str]) -> None:
+        for prefix in prefixes:
+            self.delete_tree(prefix)

@@ -29,6 +29,7 @@ Stores of format 1 (one Zarr group per video entry) are detected and refused wit
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -43,7 +44,7 @@ import zarr
 from affectcache.extractors.config import stable_hash
 from affectcache.extractors.provenance import library_versions, utc_now
 from affectcache.extractors.records import ROW_KEYS, FeatureArray, ModalityKind
-from affectcache.store.catalog import LOG_GROUP, Catalog, CatalogEntry, CatalogState
+from affectcache.store.catalog import LOG_GROUP, Catalog, CatalogState
 from affectcache.store.errors import (
     FeatureNotFoundError,
     OldLayoutError,
@@ -360,9 +361,8 @@ class FeatureStore:
         logger.info("%s: switched to the rebuilt data (generation %s replaces %s)", name, generation,
                     old.get("generation"))
         keep = set(Catalog(self._keys, name, generation).state().fragment_rows)
-        for fragment in self._keys.list(f"{name}/{FRAGMENTS_GROUP}"):
-            if fragment != "zarr.json" and fragment not in keep:
-                self._keys.delete_tree(f"{name}/{FRAGMENTS_GROUP}/{fragment}")
+        self._keys.delete_trees(f"{name}/{FRAGMENTS_GROUP}/{f}" for f in self._keys.list(
+            f"{name}/{FRAGMENTS_GROUP}") if f != "zarr.json" and f not in keep)
         for gen in self._keys.list(f"{name}/{LOG_GROUP}"):
             if gen not in ("zarr.json", generation):
                 self._keys.delete_tree(f"{name}/{LOG_GROUP}/{gen}")
@@ -403,9 +403,12 @@ class FeatureStore:
     def entry_states(self, name: str) -> dict[str, EntryState]:
         """State of every committed entry of a modality."""
         state = self.catalog(name)
-        return {vid: EntryState(video_id=vid, complete=True, n_rows=e.n_rows, source=e.source,
-                                warning=e.attrs.get("warning"))
-                for vid, e in state.entries.items()}
+        out = {}
+        for vid in state.videos():
+            e = state[vid]
+            out[vid] = EntryState(video_id=vid, complete=True, n_rows=e.n_rows, source=e.source,
+                                  warning=e.attrs.get("warning"))
+        return out
 
     def videos(self, name: str) -> list[str]:
         """Sorted ids of the committed entries of a modality."""
@@ -416,7 +419,7 @@ class FeatureStore:
         check_modality_name(name)
         if not self.has_modality(name):
             return False
-        return validate_video_id(video_id) in self.catalog(name).entries
+        return validate_video_id(video_id) in self.catalog(name)
 
     def _kind(self, name: str) -> ModalityKind:
         kind: ModalityKind = self._head(name)[1]["modality_kind"]
@@ -506,7 +509,7 @@ class FeatureStore:
         vid = validate_video_id(video_id)
         kind = self._kind(name)
         for attempt in range(_READ_ATTEMPTS):
-            entry = self.catalog(name).entries.get(vid)
+            entry = self.catalog(name).get(vid)
             if entry is None:
                 raise FeatureNotFoundError(
                     f"{name}/{vid} is not in {self.url}; build it with "
@@ -526,13 +529,14 @@ class FeatureStore:
                   *, batch_mb: float = 256.0) -> Iterator[FeatureArray]:
         """Entries of a modality (all committed ones by default, in id order), loaded in batches."""
         ids = self.videos(name) if video_ids is None else [validate_video_id(v) for v in video_ids]
-        entries = self.catalog(name).entries
+        state = self.catalog(name)
         batch: list[str] = []
         rows = 0
         row_bytes = max(1, self.row_bytes(name))
         for vid in ids:
             batch.append(vid)
-            rows += entries[vid].n_rows if vid in entries else 0
+            entry = state.get(vid)
+            rows += entry.n_rows if entry is not None else 0
             if rows * row_bytes >= batch_mb * 1e6:
                 yield from self.load(name, batch).entries()
                 batch, rows = [], 0
@@ -542,8 +546,8 @@ class FeatureStore:
     def row_bytes(self, name: str) -> int:
         """Bytes of one row of values (64 for text; 0 for a modality without entries)."""
         state = self.catalog(name)
-        for entry in state.entries.values():
-            meta = self._meta(name, entry.fragment, "values")
+        for vid in state.videos()[:1]:
+            meta = self._meta(name, state[vid].fragment, "values")
             return meta.row_bytes if meta is not None and not meta.string else 64
         return 0
 
@@ -564,23 +568,22 @@ class FeatureStore:
         raise AssertionError("unreachable")
 
     def _load(self, name: str, wanted: list[str] | None) -> PackedModality:
-        _generation, prov = self._head(name)
+        _, prov = self._head(name)
         kind: ModalityKind = prov["modality_kind"]
         state = self.catalog(name)
         ids = state.videos() if wanted is None else wanted
-        missing = [v for v in ids if v not in state.entries]
+        missing = [v for v in ids if v not in state] if wanted is not None else []
         if missing:
             raise FeatureNotFoundError(f"{name}: {len(missing)} entries are not in {self.url} "
                                        f"(first: {missing[:5]})")
-        entries = [state.entries[v] for v in ids]
-        counts = np.fromiter((e.n_rows for e in entries), dtype=np.int64, count=len(entries))
-        offsets = np.zeros(len(entries) + 1, dtype=np.int64)
+        names, frag, start, counts, has_mask = state.columns(ids)
+        offsets = np.zeros(len(ids) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
         n = int(offsets[-1])
-        if entries:
-            first = self._meta(name, entries[0].fragment, "values")
+        if len(ids):
+            first = self._meta(name, names[int(frag[0])], "values")
             if first is None:
-                raise FileNotFoundError(f"{name}/{FRAGMENTS_GROUP}/{entries[0].fragment}")
+                raise FileNotFoundError(f"{name}/{FRAGMENTS_GROUP}/{names[int(frag[0])]}")
             shape, dtype = first.shape[1:], (STRING_DTYPE if first.string else first.dtype)
         else:
             shape, dtype = (), np.dtype(np.float32)
@@ -588,7 +591,8 @@ class FeatureStore:
         row_arrays = {key: np.empty(n, dtype=np.int64 if key == "frame" else np.float64)
                       for key in ROW_KEYS[kind]}
         mask = np.ones(n, dtype=bool)
-        for fragment, lo, hi, out_lo, any_mask in _runs(entries, offsets):
+        for k, lo, hi, out_lo, any_mask in _runs(frag, start, counts, has_mask, offsets):
+            fragment = names[k]
             meta = self._meta(name, fragment, "values")
             if meta is None:
                 raise FileNotFoundError(f"{name}/{FRAGMENTS_GROUP}/{fragment}")
@@ -601,9 +605,10 @@ class FeatureStore:
                 self._read_rows(name, fragment, key, lo, hi, arr[out_lo:out_hi])
             if any_mask:
                 self._read_rows(name, fragment, "mask", lo, hi, mask[out_lo:out_hi])
+        attrs = state.attrs_of(ids)
         return PackedModality(modality=name, kind=kind, video_ids=tuple(ids), offsets=offsets,
-                              values=values, mask=mask, row_arrays=row_arrays,
-                              entry_attrs=tuple(e.attrs for e in entries), provenance=prov)
+                              values=values, mask=mask, row_arrays=row_arrays, entry_attrs=attrs,
+                              provenance=prov)
 
     def open_dataset(self, name: str, video_ids: Sequence[str] | None = None) -> xarray.Dataset:
         """Lazy (dask-backed) view of a whole modality: every entry's rows stacked along ``row``.
@@ -621,34 +626,34 @@ class FeatureStore:
         ids = state.videos() if video_ids is None else [validate_video_id(v) for v in video_ids]
         if not ids:
             raise FeatureNotFoundError(f"modality {name!r} in {self.url} has no committed entries")
-        unknown = [v for v in ids if v not in state.entries]
+        unknown = [v for v in ids if v not in state]
         if unknown:
             raise FeatureNotFoundError(f"{name}: {unknown[:5]} are not in {self.url}")
-        # Storage order: by fragment, then row, so each fragment is one contiguous block of tasks.
-        order = sorted(ids, key=lambda v: (state.entries[v].fragment, state.entries[v].start))
-        by_fragment: dict[str, list[str]] = {}
-        for vid in order:
-            by_fragment.setdefault(state.entries[vid].fragment, []).append(vid)
-        packed_kind = self._kind(name)
-        keys = ("values", *ROW_KEYS[packed_kind], "mask")
+        names, frag, start, counts, _ = state.columns(ids)
+        # Storage order: by fragment, then row, so each fragment is one block (one task).
+        perm = np.lexsort((start, frag))
+        order = [ids[i] for i in perm.tolist()]
+        frag, counts = frag[perm], counts[perm]
+        kind = self._kind(name)
+        first = self._meta(name, names[int(frag[0])], "values")
+        if first is None:
+            raise FileNotFoundError(f"{name}/{FRAGMENTS_GROUP}/{names[int(frag[0])]}")
+        keys = ("values", *ROW_KEYS[kind], "mask")
         columns: dict[str, list[Any]] = {k: [] for k in keys}
-        for vids in by_fragment.values():
-            n = sum(state.entries[v].n_rows for v in vids)
-            part = delayed(self._fragment_block, pure=True)(name, vids)
+        cuts = np.concatenate([[0], np.flatnonzero(frag[1:] != frag[:-1]) + 1, [len(frag)]]).tolist()
+        for a, b in itertools.pairwise(cuts):
+            n = int(counts[a:b].sum())
+            part = delayed(self._fragment_block, pure=True)(name, order[a:b])
             for key in keys:
-                meta = self._meta(name, state.entries[vids[0]].fragment, key if key != "mask" else "values")
-                assert meta is not None
-                shape = (n, *meta.shape[1:]) if key == "values" else (n,)
-                dtype = meta.dtype if key == "values" else np.dtype(
+                shape = (n, *first.shape[1:]) if key == "values" else (n,)
+                dtype = first.dtype if key == "values" else np.dtype(
                     {"frame": np.int64, "mask": np.bool_}.get(key, np.float64))
                 columns[key].append(da.from_delayed(part[key], shape=shape, dtype=dtype))
-        counts = np.array([state.entries[v].n_rows for v in order], dtype=np.int64)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         data_vars: dict[str, Any] = {}
         for key, parts in columns.items():
-            stacked = da.concatenate(parts, axis=0)
-            if key == "values" and self._meta(name, state.entries[order[0]].fragment, "values").string:  # type: ignore[union-attr]
-                stacked = np.concatenate([p.compute() for p in parts])
+            stacked = (np.concatenate([p.compute() for p in parts]) if key == "values" and first.string
+                       else da.concatenate(parts, axis=0))
             dims = ("row", *tuple(f"feature_{i}" if i > 1 else "feature" for i in range(1, stacked.ndim)))
             data_vars[key] = (dims, stacked)
         data_vars["row_start"] = ("video_id", starts)
@@ -674,19 +679,19 @@ class FeatureStore:
         self.commit(name, failures=failures, resolved=resolved)
 
 
-def _runs(entries: Sequence[CatalogEntry], offsets: np.ndarray) -> Iterator[tuple[str, int, int, int, bool]]:
-    """Group consecutive entries stored back to back in one fragment: (fragment, lo, hi, out_lo, mask)."""
-    run: list[Any] | None = None
-    for i, e in enumerate(entries):
-        if run is not None and run[0] == e.fragment and run[2] == e.start:
-            run[2] += e.n_rows
-            run[4] = run[4] or e.has_mask
-            continue
-        if run is not None:
-            yield run[0], run[1], run[2], run[3], run[4]
-        run = [e.fragment, e.start, e.start + e.n_rows, int(offsets[i]), e.has_mask]
-    if run is not None:
-        yield run[0], run[1], run[2], run[3], run[4]
+def _runs(frag: np.ndarray, start: np.ndarray, counts: np.ndarray, has_mask: np.ndarray,
+          offsets: np.ndarray) -> Iterator[tuple[int, int, int, int, bool]]:
+    """Entries stored back to back in one fragment, as runs: (fragment index, lo, hi, out_lo, any mask)."""
+    if not len(frag):
+        return
+    # A run breaks where the fragment changes or the next entry does not start where this one ends.
+    breaks = np.flatnonzero((frag[1:] != frag[:-1]) | (start[1:] != start[:-1] + counts[:-1])) + 1
+    bounds = np.concatenate([[0], breaks, [len(frag)]])
+    mask_cum = np.concatenate([[0], np.cumsum(has_mask)])
+    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        lo = int(start[a])
+        yield (int(frag[a]), lo, lo + int(offsets[b] - offsets[a]), int(offsets[a]),
+               bool(mask_cum[b] - mask_cum[a]))
 
 
 def new_generation() -> str:
