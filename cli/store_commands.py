@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from affectcache.cli.main import StoreOpt, app, cli_errors
+from affectcache.cli._app import StoreOpt, app, cli_errors
 
 store_app = typer.Typer(no_args_is_help=True, help="Maintain a store: compact fragments, upgrade old stores.")
 app.add_typer(store_app, name="store")

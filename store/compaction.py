@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from affectcache.extractors.errors import ConfigError
+from affectcache.extractors.core.errors import ConfigError
 from affectcache.store.fragments import FRAGMENTS_GROUP, fragment_time_s, write_columns
 from affectcache.store.zarr_store import REBUILD_ATTR
 

@@ -34,14 +34,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from affectcache.extractors.provenance import utc_now
-from affectcache.extractors.records import ROW_KEYS
+from affectcache.extractors.core.provenance import utc_now
+from affectcache.extractors.core.records import ROW_KEYS
 from affectcache.store.errors import StoreError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from affectcache.extractors.records import FeatureArray, ModalityKind
+    from affectcache.extractors.core.records import FeatureArray, ModalityKind
     from affectcache.store.kv import Keys
 
 FRAGMENT_FORMAT = 1

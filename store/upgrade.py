@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from affectcache.extractors.records import ROW_KEYS, FeatureArray
+from affectcache.extractors.core.records import ROW_KEYS, FeatureArray
 from affectcache.store.catalog import LOG_GROUP, Catalog
 from affectcache.store.errors import StoreError
 from affectcache.store.fragments import FRAGMENTS_GROUP, group_bytes, write_fragment

@@ -23,11 +23,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from affectcache.extractors.core.config import parse_dataclass
 from affectcache.store.errors import FeatureNotFoundError, StoreError
 from affectcache.store.zarr_store import label_modality
 from affectcache.trainers.pairs import preference_pairs, window_labels
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from affectcache.store.manifest import Manifest
     from affectcache.store.zarr_store import FeatureStore
 
@@ -109,10 +112,9 @@ class PreferenceConfig:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PreferenceConfig:
-        """Inverse of :meth:`to_dict`."""
-        fields: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()}
-        return cls(**fields)
+    def from_dict(cls, data: Mapping[str, Any]) -> PreferenceConfig:
+        """Inverse of :meth:`to_dict`, strict: unknown keys and wrong types are refused."""
+        return parse_dataclass(cls, data)
 
 
 @dataclass(kw_only=True)

@@ -21,12 +21,12 @@ import tests.helpers  # noqa: F401  (registers the test-only extractors)
 from affectcache.cli.main import app
 from affectcache.extractors import FeatureArray, MediaItem
 from affectcache.store import catalog as catalog_module
-from affectcache.store.build import build
 from affectcache.store.catalog import Catalog, CatalogState
 from affectcache.store.compaction import CompactionPolicy, compact
 from affectcache.store.errors import OldLayoutError
 from affectcache.store.fragments import FRAGMENTS_GROUP
 from affectcache.store.manifest import write_manifest
+from affectcache.store.runner import build
 from affectcache.store.zarr_store import FeatureStore
 from tests.helpers import make_items, store_snapshot
 from tests.store.test_zarr_store import frames, prov
@@ -249,7 +249,7 @@ KILL_IN_WRITE = """
 import os, sys, time
 import tests.helpers
 from affectcache.store import kv
-from affectcache.store.build import build
+from affectcache.store.runner import build
 from affectcache.store.manifest import load_manifest
 real = kv.LocalKeys.put_many
 count = {"n": 0}
@@ -335,7 +335,7 @@ def test_kill_9_during_compaction_then_rerun_is_identical(tmp_path: Path) -> Non
 TWO_BUILDERS = """
 import sys
 import tests.helpers
-from affectcache.store.build import build
+from affectcache.store.runner import build
 from affectcache.store.manifest import load_manifest
 build(sys.argv[1], load_manifest(sys.argv[2]), sys.argv[3], workers=0, videos_per_task=1,
       config={"sleep_s": 0.05} if sys.argv[1] == "test-counting" else None)
