@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 LOG_GROUP = "_log"
 CHECKPOINT_EVERY = 32
 """A checkpoint of the whole state every this many commits: readers apply at most this many records."""
-CHECKPOINT_ENTRIES = 2048
+CHECKPOINT_ENTRIES = 256
 """A commit naming at least this many entries (an import, a compaction) is checkpointed at once."""
 _RECORD_ATTR = "affectcache_commit"
 _CHECKPOINT_ATTR = "affectcache_checkpoint"
@@ -422,18 +422,27 @@ class Catalog:
                          "attempts (the log keeps changing under the reader)")
 
     # ---- committing -------------------------------------------------------------------------------
-    def commit(self, record: dict[str, Any]) -> CatalogState:
-        """Append ``record`` as the next version (retrying on a concurrent commit); the new state."""
+    def commit(self, record: dict[str, Any], *, checkpoint: bool = False) -> CatalogState:
+        """Append ``record`` as the next version (retrying on a concurrent commit); the new state.
+
+        ``checkpoint`` forces a checkpoint right after it (compaction and upgrade end with one).
+        """
         for _attempt in range(1000):
             state = self.state()
             version = state.version + 1
             payload = {**record, "version": version, "time_s": time.time()}
             doc = group_bytes({_RECORD_ATTR: payload})
-            if self.keys.put_new(f"{self.prefix}/v{version:010d}/zarr.json", doc):
+            key = f"{self.prefix}/v{version:010d}"
+            if self.keys.put_new(f"{key}/zarr.json", doc):
+                if any(c >= version for c in self._listing()[1]):
+                    # Our version had been committed, checkpointed and trimmed by others meanwhile:
+                    # this record is not part of the history. Withdraw it and retry.
+                    self.keys.delete_tree(key)
+                    continue
                 new = state.copy()  # states handed out are never mutated (readers in threads)
                 new.apply(payload)
                 self._state = new
-                if (version % CHECKPOINT_EVERY == 0 and version > 0) or len(
+                if checkpoint or (version % CHECKPOINT_EVERY == 0 and version > 0) or len(
                         record.get("entries") or ()) >= CHECKPOINT_ENTRIES:
                     new = self._checkpoint(new)
                     self._state = new
@@ -445,16 +454,15 @@ class Catalog:
         data = state.to_checkpoint()
         doc = group_bytes({_CHECKPOINT_ATTR: data})
         self.keys.put_new(f"{self.prefix}/c{state.version:010d}/zarr.json", doc)
-        # Keep one checkpoint interval of history: a reader that listed just before this trim still
-        # finds what it needs, or lists again.
+        # Trim behind the *previous* checkpoint, not this one: a committer that read an older state
+        # must still find its version taken (see commit), and a reader that listed before the trim
+        # and misses a record lists again and starts from a checkpoint.
         versions, checkpoints = self._listing()
-        horizon = state.version - CHECKPOINT_EVERY
-        for v in versions:
-            if v <= horizon:
-                self.keys.delete_tree(f"{self.prefix}/v{v:010d}")
-        for c in checkpoints:
-            if c < horizon and c != state.version:
-                self.keys.delete_tree(f"{self.prefix}/c{c:010d}")
+        older = [c for c in checkpoints if c < state.version]
+        if older:
+            horizon = older[-1]
+            self.keys.delete_trees([f"{self.prefix}/v{v:010d}" for v in versions if v <= horizon]
+                                   + [f"{self.prefix}/c{c:010d}" for c in older if c < horizon])
         return CatalogState.from_checkpoint(data)  # columnar again: cheap to query and copy
 
     def add(self, fragments: Sequence[FragmentInfo] = (), *,

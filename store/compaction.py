@@ -164,7 +164,7 @@ def _delete_garbage(fs: FeatureStore, name: str, policy: CompactionPolicy) -> in
     retired = state.retired()
     fs.keys.delete_trees(f"{name}/{FRAGMENTS_GROUP}/{fragment}" for fragment in retired)
     if retired:
-        catalog.commit({"op": "purge", "purged": retired})
+        catalog.commit({"op": "purge", "purged": retired}, checkpoint=True)
     known = set(catalog.state().fragment_rows)
     pending = fs.modality_attrs(name).get(REBUILD_ATTR)
     if isinstance(pending, dict):  # a rebuild in progress owns fragments the live catalog does not list
