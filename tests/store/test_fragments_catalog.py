@@ -359,3 +359,18 @@ def test_two_processes_build_different_modalities_into_one_store(media_dir: Path
         build(name, items, alone, workers=0)
         assert store_snapshot(fs, name).keys() == store_snapshot(FeatureStore(alone), name).keys()
         assert_same(packed_arrays(fs, name), packed_arrays(FeatureStore(alone), name))
+
+
+def test_store_compact_command(tmp_path: Path, store_path: Path) -> None:
+    items = make_items(tmp_path, [f"v{i}" for i in range(5)])
+    build("test-counting", items, store_path, workers=0, videos_per_task=1, compaction=None)
+    before = packed_arrays(FeatureStore(store_path), "test-counting")
+    assert len(live_fragments(store_path, "test-counting")) == 5
+    result = CliRunner().invoke(app, ["store", "compact", "-s", str(store_path)])
+    assert result.exit_code == 0, result.output
+    assert "test-counting: 5 -> 1 fragments, 5 entries moved, 5 fragments deleted" in result.output
+    assert len(live_fragments(store_path, "test-counting")) == 1
+    assert_same(packed_arrays(FeatureStore(store_path), "test-counting"), before)
+    refused = CliRunner().invoke(app, ["store", "compact", "-s", str(store_path), "nope"])
+    assert refused.exit_code == 2
+    assert "'nope' is not in the store" in refused.output
