@@ -362,9 +362,12 @@ class FeatureStore:
         keep = set(Catalog(self._keys, name, generation).state().fragment_rows)
         self._keys.delete_trees(f"{name}/{FRAGMENTS_GROUP}/{f}" for f in self._keys.list(
             f"{name}/{FRAGMENTS_GROUP}") if f != "zarr.json" and f not in keep)
-        for gen in self._keys.list(f"{name}/{LOG_GROUP}"):
-            if gen not in ("zarr.json", generation):
-                self._keys.delete_tree(f"{name}/{LOG_GROUP}/{gen}")
+        stale = [f"{name}/{LOG_GROUP}/{gen}" for gen in self._keys.list(f"{name}/{LOG_GROUP}")
+                 if gen not in ("zarr.json", generation)]
+        # A modality rebuilt from the per-video layout leaves its old entry groups: garbage now too.
+        stale += [f"{name}/{k}" for k in self._keys.list(name)
+                  if k not in (FRAGMENTS_GROUP, LOG_GROUP, "zarr.json") and not k.startswith(".")]
+        self._keys.delete_trees(stale)
 
     def init_label_track(self, track: str, *, source: str, description: str = "",
                          overwrite: bool = False) -> str:

@@ -174,11 +174,11 @@ def test_a_failed_rebuild_leaves_the_old_data_readable_and_resumes(tmp_path: Pat
 
 
 # ---- old stores ------------------------------------------------------------------------------------
-def write_format1_store(path: Path) -> dict[str, FeatureArray]:
+def write_format1_store(path: Path, name: str = "feat") -> dict[str, FeatureArray]:
     """A store as the per-video layout wrote it (layout 1), with an incomplete entry and a failure."""
     root = zarr.open_group(str(path), mode="w", zarr_format=3)
     root.update_attributes({"affectcache": {"layout": 1, "created": "then"}})
-    group = root.create_group("feat", attributes={"affectcache": prov()})
+    group = root.create_group(name, attributes={"affectcache": prov()})
     written = {vid: frames(vid, n=n, seed=n) for vid, n in (("a", 3), ("b", 5), ("c", 2))}
     for vid, feats in written.items():
         entry = group.create_group(vid, attributes={"complete": False})
@@ -188,7 +188,7 @@ def write_format1_store(path: Path) -> dict[str, FeatureArray]:
                                  "attrs": dict(feats.attrs), "written": "then", "complete": True})
     partial = group.create_group("crashed", attributes={"complete": False})
     partial.create_array("values", data=np.zeros((2, 3), np.float32))
-    root.create_group("_affectcache/failures/feat", attributes={
+    root.create_group(f"_affectcache/failures/{name}", attributes={
         "failures": {"bad": {"error": "BadMediaError", "message": "m", "time": "t"}}})
     return written
 
@@ -216,6 +216,18 @@ def test_an_old_store_is_refused_then_upgraded_in_place(store_path: Path) -> Non
     assert sorted(p.name for p in (store_path / "feat").iterdir() if p.is_dir()) == ["_log", "fragments"]
     again = CliRunner().invoke(app, ["store", "upgrade", "-s", str(store_path)])
     assert "nothing to upgrade" in again.output
+
+
+def test_an_old_modality_can_also_be_rebuilt_from_its_media(tmp_path: Path, store_path: Path) -> None:
+    write_format1_store(store_path, "test-counting")
+    items = make_items(tmp_path, ["a", "b"])
+    with pytest.raises(OldLayoutError):
+        build("test-counting", items, store_path, workers=0)
+    report = build("test-counting", items, store_path, workers=0, overwrite=True)
+    assert sorted(report.written) == ["a", "b"]
+    assert FeatureStore(store_path).videos("test-counting") == ["a", "b"]
+    assert sorted(p.name for p in (store_path / "test-counting").iterdir() if p.is_dir()) == [
+        "_log", "fragments"]
 
 
 def test_an_interrupted_upgrade_resumes(store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
