@@ -87,8 +87,9 @@ class CatalogState:
     def __init__(self) -> None:
         self.version = -1
         """Last applied commit (-1: none yet)."""
-        self.failures: dict[str, dict[str, Any]] = {}
-        """Per-item failure records: ``{video_id: {error, message, time}}``."""
+        self._fail_base: dict[str, dict[str, Any]] = {}
+        self._fail_over: dict[str, dict[str, Any] | None] = {}
+        self._fail_merged: dict[str, dict[str, Any]] | None = None
         self.fragment_rows: dict[str, int] = {}
         """Rows of every committed fragment not yet purged (live or retired)."""
         self._ids: list[str] = []
@@ -98,14 +99,46 @@ class CatalogState:
         self._n = np.zeros(0, np.int64)
         self._mask = np.zeros(0, bool)
         self._time = np.zeros(0, np.float64)
-        self._source: dict[str, list[Any]] = {k: [] for k in _SOURCE_COLUMNS}
+        self._source_cols: dict[str, list[Any]] | None = {k: [] for k in _SOURCE_COLUMNS}
+        self._source_packed: Mapping[str, Any] = {}
         self._source_extra: dict[str, dict[str, Any]] = {}
         self._attrs: dict[str, dict[str, Any]] = {}
         self._pos_cache: dict[str, int] | None = None
         self._over: dict[str, CatalogEntry | None] = {}
         self._sorted: list[str] | None = None
 
+    @property
+    def failures(self) -> dict[str, dict[str, Any]]:
+        """Per-item failure records: ``{video_id: {error, message, time}}`` (do not modify)."""
+        if not self._fail_over:
+            return self._fail_base
+        if self._fail_merged is None:
+            merged = dict(self._fail_base)
+            for vid, rec in self._fail_over.items():
+                if rec is None:
+                    merged.pop(vid, None)
+                else:
+                    merged[vid] = rec
+            self._fail_merged = merged
+        return self._fail_merged
+
+    def _drop_failure(self, vid: str) -> None:
+        if vid in self._fail_base or self._fail_over.get(vid) is not None:
+            self._fail_over[vid] = None
+            self._fail_merged = None
+
     # ---- entry access -------------------------------------------------------------------------------
+    @property
+    def _source(self) -> dict[str, list[Any]]:
+        # Decoded on first use: listing, status and loads never need the source columns.
+        if self._source_cols is None:
+            packed = self._source_packed
+            cols = {"path": list(packed["source_path"])}
+            for key in ("size", "mtime", "start_s", "end_s"):
+                cols[key] = _unpack_optional(packed[f"source_{key}"])
+            self._source_cols = cols
+        return self._source_cols
+
     @property
     def _pos(self) -> dict[str, int]:
         if self._pos_cache is None:
@@ -219,24 +252,22 @@ class CatalogState:
         """
         out: set[str] = set()
         pos = self._pos
-        cols = [self._source[k] for k in _COMPARED]
+        size, mtime, start_s, end_s = (self._source[k] for k in _COMPARED)
+        over, extra = self._over, self._source_extra
         for vid, now in current.items():
-            if vid in self._over:
-                entry = self._over[vid]
+            if vid in over or vid in extra:
+                entry = self.get(vid)
                 if entry is None:
                     continue
-                old = [entry.source.get(k) for k in _COMPARED]
+                old = tuple(entry.source.get(k) for k in _COMPARED)
             else:
                 i = pos.get(vid)
                 if i is None:
                     continue
-                old = [col[i] for col in cols]
-                extra = self._source_extra.get(vid)
-                if extra:
-                    old = [extra.get(k, o) for k, o in zip(_COMPARED, old, strict=True)]
-            if old[0] is None or now.get("size") is None:
-                continue  # not comparable: media gone now, or recorded without source facts
-            if any(o != now.get(k) for k, o in zip(_COMPARED, old, strict=True)):
+                old = (size[i], mtime[i], start_s[i], end_s[i])
+            # Not comparable (media gone now, or recorded without source facts) counts as unchanged.
+            if old[0] is not None and now.get("size") is not None and old != (
+                    now.get("size"), now.get("mtime"), now.get("start_s"), now.get("end_s")):
                 out.add(vid)
         return out
 
@@ -250,7 +281,7 @@ class CatalogState:
         """A new state sharing the (immutable) checkpoint columns."""
         new = CatalogState.__new__(CatalogState)
         new.__dict__.update(self.__dict__)
-        new.failures = dict(self.failures)
+        new._fail_over = dict(self._fail_over)
         new.fragment_rows = dict(self.fragment_rows)
         new._over = dict(self._over)
         new._sorted = self._sorted
@@ -271,17 +302,18 @@ class CatalogState:
                     continue  # superseded since the compaction read it: its copied rows are garbage
             self._over[vid] = CatalogEntry(frag, int(start), int(n), bool(has_mask), source or {},
                                            attrs or {}, when)
-            self.failures.pop(vid, None)
+            self._drop_failure(vid)
             changed = True
         for vid in record.get("remove") or ():
             if vid in self:
                 self._over[vid] = None
                 changed = True
-            self.failures.pop(vid, None)
+            self._drop_failure(vid)
         for vid in record.get("resolved") or ():
-            self.failures.pop(vid, None)
+            self._drop_failure(vid)
         for vid, rec in (record.get("failures") or {}).items():
-            self.failures[vid] = dict(rec)
+            self._fail_over[vid] = dict(rec)
+            self._fail_merged = None
         for frag in record.get("purged") or ():
             self.fragment_rows.pop(frag, None)
         self.version = int(record["version"])
@@ -317,7 +349,7 @@ class CatalogState:
             columns[f"source_{key}"] = _pack_optional(source[key])
         return {"version": self.version, "fragments": used,
                 "fragment_rows": [self.fragment_rows.get(f, 0) for f in used],
-                "entries": columns, "failures": self.failures}
+                "entries": columns, "failures": _pack_failures(self.failures)}
 
     @classmethod
     def from_checkpoint(cls, data: Mapping[str, Any]) -> CatalogState:
@@ -332,12 +364,11 @@ class CatalogState:
         state._n = _unpack(cols["n_rows"]).astype(np.int64, copy=False)
         state._mask = _unpack(cols["mask"]).astype(bool, copy=False)
         state._time = _unpack(cols["time_s"]).astype(np.float64, copy=False)
-        state._source = {"path": list(cols["source_path"])}
-        for key in ("size", "mtime", "start_s", "end_s"):
-            state._source[key] = _unpack_optional(cols[f"source_{key}"])
+        state._source_cols = None
+        state._source_packed = {k: v for k, v in cols.items() if k.startswith("source_")}
         state._source_extra = dict(cols.get("source_extra") or {})
         state._attrs = dict(cols.get("attrs") or {})
-        state.failures = {k: dict(v) for k, v in (data.get("failures") or {}).items()}
+        state._fail_base = _unpack_failures(data.get("failures") or {})
         state.fragment_rows = dict(zip(state._frag_names, (int(x) for x in data["fragment_rows"]),
                                        strict=True))
         return state
@@ -510,3 +541,25 @@ def _unpack_optional(data: Mapping[str, Any]) -> list[Any]:
         for i in np.flatnonzero(~present).tolist():
             values[i] = None
     return values
+
+
+_FAILURE_KEYS = ("error", "message", "time")
+
+
+def _pack_failures(failures: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Failure records as columns (json handles lists of strings much faster than 10^4 small dicts)."""
+    plain = {v: r for v, r in failures.items() if set(r) == set(_FAILURE_KEYS)}
+    ids = sorted(plain)
+    other = {v: dict(r) for v, r in failures.items() if v not in plain}
+    out: dict[str, Any] = {"video_id": ids, "other": other}
+    for key in _FAILURE_KEYS:
+        out[key] = [plain[v][key] for v in ids]
+    return out
+
+
+def _unpack_failures(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    columns = [data[k] for k in _FAILURE_KEYS]
+    out = {vid: dict(zip(_FAILURE_KEYS, values, strict=True))
+           for vid, *values in zip(data["video_id"], *columns, strict=True)}
+    out.update({k: dict(v) for k, v in (data.get("other") or {}).items()})
+    return out

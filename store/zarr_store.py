@@ -628,7 +628,7 @@ class FeatureStore:
         ids = state.videos() if video_ids is None else [validate_video_id(v) for v in video_ids]
         if not ids:
             raise FeatureNotFoundError(f"modality {name!r} in {self.url} has no committed entries")
-        unknown = [v for v in ids if v not in state]
+        unknown = [v for v in ids if v not in state] if video_ids is not None else []
         if unknown:
             raise FeatureNotFoundError(f"{name}: {unknown[:5]} are not in {self.url}")
         names, frag, start, counts, _ = state.columns(ids)
@@ -645,7 +645,8 @@ class FeatureStore:
         cuts = np.concatenate([[0], np.flatnonzero(frag[1:] != frag[:-1]) + 1, [len(frag)]]).tolist()
         for a, b in itertools.pairwise(cuts):
             n = int(counts[a:b].sum())
-            part = delayed(self._fragment_block, pure=True)(name, order[a:b])
+            # The ids travel as one numpy array: dask would walk (and hash) a list item by item.
+            part = delayed(self._fragment_block, pure=False)(name, np.array(order[a:b], dtype=object))
             for key in keys:
                 shape = (n, *first.shape[1:]) if key == "values" else (n,)
                 dtype = first.dtype if key == "values" else np.dtype(
@@ -664,8 +665,8 @@ class FeatureStore:
                   "entry": ("row", np.repeat(np.arange(len(order), dtype=np.int32), counts))}
         return xr.Dataset(data_vars, coords=coords, attrs={"affectcache": self.provenance(name)})
 
-    def _fragment_block(self, name: str, vids: Sequence[str]) -> dict[str, np.ndarray]:
-        packed = self.load(name, vids)
+    def _fragment_block(self, name: str, vids: np.ndarray) -> dict[str, np.ndarray]:
+        packed = self.load(name, vids.tolist())
         return {"values": packed.values, "mask": packed.mask, **packed.row_arrays}
 
     # ---- failures ---------------------------------------------------------------------------------
