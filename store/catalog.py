@@ -48,7 +48,8 @@ LOG_GROUP = "_log"
 CHECKPOINT_EVERY = 32
 """A checkpoint of the whole state every this many commits: readers apply at most this many records."""
 CHECKPOINT_ENTRIES = 256
-"""A commit naming at least this many entries (an import, a compaction) is checkpointed at once."""
+"""A commit naming at least this many entries or failure records (an import, a compaction) is
+checkpointed at once, so later commits copy and readers parse only small overlays."""
 _RECORD_ATTR = "affectcache_commit"
 _CHECKPOINT_ATTR = "affectcache_checkpoint"
 _SOURCE_COLUMNS = ("path", "size", "mtime", "start_s", "end_s")
@@ -87,7 +88,8 @@ class CatalogState:
     def __init__(self) -> None:
         self.version = -1
         """Last applied commit (-1: none yet)."""
-        self._fail_base: dict[str, dict[str, Any]] = {}
+        self._fail_decoded: dict[str, dict[str, Any]] | None = {}
+        self._fail_packed: Mapping[str, Any] = _pack_failures({})
         self._fail_over: dict[str, dict[str, Any] | None] = {}
         self._fail_merged: dict[str, dict[str, Any]] | None = None
         self.fragment_rows: dict[str, int] = {}
@@ -108,6 +110,13 @@ class CatalogState:
         self._sorted: list[str] | None = None
 
     @property
+    def _fail_base(self) -> dict[str, dict[str, Any]]:
+        # Failure records of the checkpoint, decoded on first use (most commits never need them).
+        if self._fail_decoded is None:
+            self._fail_decoded = _unpack_failures(self._fail_packed)
+        return self._fail_decoded
+
+    @property
     def failures(self) -> dict[str, dict[str, Any]]:
         """Per-item failure records: ``{video_id: {error, message, time}}`` (do not modify)."""
         if not self._fail_over:
@@ -123,7 +132,8 @@ class CatalogState:
         return self._fail_merged
 
     def _drop_failure(self, vid: str) -> None:
-        if vid in self._fail_base or self._fail_over.get(vid) is not None:
+        # Unconditionally: checking the checkpoint's records would decode them all.
+        if vid not in self._fail_over or self._fail_over[vid] is not None:
             self._fail_over[vid] = None
             self._fail_merged = None
 
@@ -349,7 +359,27 @@ class CatalogState:
             columns[f"source_{key}"] = _pack_optional(source[key])
         return {"version": self.version, "fragments": used,
                 "fragment_rows": [self.fragment_rows.get(f, 0) for f in used],
-                "entries": columns, "failures": _pack_failures(self.failures)}
+                "entries": columns, "failures": self._packed_failures()}
+
+    def _packed_failures(self) -> dict[str, Any]:
+        """The failure records as checkpoint columns, merged from the packed ones without decoding."""
+        if self._fail_decoded is not None:
+            return _pack_failures(self.failures)
+        base, over = self._fail_packed, self._fail_over
+        keep = [i for i, v in enumerate(base["video_id"]) if v not in over]
+        out: dict[str, Any] = {k: [base[k][i] for i in keep] for k in ("video_id", *_FAILURE_KEYS)}
+        other = {v: r for v, r in (base.get("other") or {}).items() if v not in over}
+        for vid, rec in over.items():
+            if rec is None:
+                continue
+            if set(rec) == set(_FAILURE_KEYS):
+                out["video_id"].append(vid)
+                for key in _FAILURE_KEYS:
+                    out[key].append(rec[key])
+            else:
+                other[vid] = dict(rec)
+        out["other"] = other
+        return out
 
     @classmethod
     def from_checkpoint(cls, data: Mapping[str, Any]) -> CatalogState:
@@ -368,7 +398,8 @@ class CatalogState:
         state._source_packed = {k: v for k, v in cols.items() if k.startswith("source_")}
         state._source_extra = dict(cols.get("source_extra") or {})
         state._attrs = dict(cols.get("attrs") or {})
-        state._fail_base = _unpack_failures(data.get("failures") or {})
+        state._fail_packed = data.get("failures") or _pack_failures({})
+        state._fail_decoded = None
         state.fragment_rows = dict(zip(state._frag_names, (int(x) for x in data["fragment_rows"]),
                                        strict=True))
         return state
@@ -473,8 +504,9 @@ class Catalog:
                 new = state.copy()  # states handed out are never mutated (readers in threads)
                 new.apply(payload)
                 self._state = new
-                if checkpoint or (version % CHECKPOINT_EVERY == 0 and version > 0) or len(
-                        record.get("entries") or ()) >= CHECKPOINT_ENTRIES:
+                size = sum(len(record.get(k) or ()) for k in ("entries", "failures", "remove", "resolved"))
+                if checkpoint or (version % CHECKPOINT_EVERY == 0 and version > 0) or (
+                        size >= CHECKPOINT_ENTRIES):
                     new = self._checkpoint(new)
                     self._state = new
                 return new
