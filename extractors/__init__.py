@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from affectcache.extractors import audio, language, lasca, visual  # noqa: F401  (register the built-ins)
 from affectcache.extractors.core.base import NO_UPSTREAM, Extractor, Upstream
-from affectcache.extractors.core.config import ExtractorConfig, runtime_only
+from affectcache.extractors.core.config import Config, ExtractorConfig, runtime_only
 from affectcache.extractors.core.errors import (
     BadMediaError,
     ConfigError,
@@ -27,6 +27,7 @@ __all__ = [
     "MODALITY_KINDS",
     "NO_UPSTREAM",
     "BadMediaError",
+    "Config",
     "ConfigError",
     "Extractor",
     "ExtractorConfig",

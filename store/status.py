@@ -32,15 +32,18 @@ class ModalityStatus:
     """Entries started but never committed (always 0 since store format 2: an uncommitted fragment
     is invisible, and compaction deletes it)."""
     failed: int
-    """Items with a failure record."""
+    """Items with a failure record (not-applicable records excluded)."""
     missing: int | None
-    """Manifest items with no complete entry (None when no manifest was given)."""
+    """Manifest items with neither a complete entry nor a failure record (None without a manifest):
+    each item is counted once, as complete, failed, not applicable or missing."""
     stale: dict[str, str] = field(default_factory=dict)
     """Complete entries that a build would redo, with the reason."""
     warnings: dict[str, str] = field(default_factory=dict)
     """Complete entries the extractor flagged (e.g. no face in any frame), with its warning."""
     rows: int = 0
     """Total rows over complete entries."""
+    not_applicable: int = 0
+    """Items the modality does not apply to (no audio track, a required modality failed)."""
 
 
 def store_status(fs: FeatureStore, manifest: Manifest | None = None) -> list[ModalityStatus]:
@@ -52,12 +55,15 @@ def store_status(fs: FeatureStore, manifest: Manifest | None = None) -> list[Mod
         prov = fs.provenance(name)
         state = fs.catalog(name)  # one catalog read: no per-entry metadata
         complete = state.videos()
+        complete_set = set(complete)
+        failures = {vid: rec for vid, rec in state.failures.items() if vid not in complete_set}
         stale: dict[str, str] = {}
         for up_name, up_fp in (prov.get("upstream") or {}).items():
             current = _fingerprint_or_none(fs, up_name)
             if current != up_fp:
                 why = (f"upstream {up_name} was rebuilt (fingerprint {str(up_fp)[:12]} -> "
-                       f"{str(current)[:12]})" if current else f"upstream {up_name} was deleted")
+                       f"{str(current)[:12]}): run `affectcache rebuild {name} -s STORE -m MANIFEST`"
+                       if current else f"upstream {up_name} was deleted")
                 stale.update(dict.fromkeys(complete, why))
         if items:
             changed = state.changed_sources({vid: items[vid].source_info() for vid in items if vid in state})
@@ -66,8 +72,10 @@ def store_status(fs: FeatureStore, manifest: Manifest | None = None) -> list[Mod
         out.append(ModalityStatus(
             name=name, extractor=str(prov.get("extractor")), version=str(prov.get("version")),
             kind=str(prov.get("modality_kind")), fingerprint=str(prov.get("config_fingerprint")),
-            complete=len(complete), incomplete=0, failed=len(state.failures),
-            missing=len(items.keys() - set(complete)) if manifest is not None else None,
+            complete=len(complete), incomplete=0,
+            failed=sum(not rec.get("not_applicable") for rec in failures.values()),
+            not_applicable=sum(bool(rec.get("not_applicable")) for rec in failures.values()),
+            missing=len(items.keys() - complete_set - failures.keys()) if manifest is not None else None,
             stale=stale, rows=state.total_rows(), warnings=state.warnings()))
     return out
 

@@ -29,6 +29,7 @@ Stores of format 1 (one Zarr group per video entry) are detected and refused wit
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -40,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import zarr
+from zarr.errors import ContainsGroupError
 
 from affectcache.extractors.core.provenance import library_versions, stable_hash, utc_now
 from affectcache.extractors.core.records import ROW_KEYS, FeatureArray, ModalityKind
@@ -151,6 +153,9 @@ class FeatureStore:
             self._root = zarr.open_group(self.url, zarr_format=3, **kwargs)
         except FileNotFoundError as exc:
             raise FeatureNotFoundError(f"no feature store at {self.url}") from exc
+        except ContainsGroupError:
+            # Mode "a" checks, then creates: another process created the store in between. Open theirs.
+            self._root = zarr.open_group(self.url, zarr_format=3, **{**kwargs, "mode": "r+"})
         if not read_only and "affectcache" not in self._root.attrs:
             self._root.update_attributes({"affectcache": {"layout": LAYOUT_VERSION, "created": utc_now()}})
         local = self.local_path
@@ -193,7 +198,8 @@ class FeatureStore:
             return None
         if f"{PRIVATE_GROUP}/locks" not in self._root:
             self._writable()
-            self._root.require_group(f"{PRIVATE_GROUP}/locks")
+            with contextlib.suppress(ContainsGroupError):  # created by a concurrent builder meanwhile
+                self._root.require_group(f"{PRIVATE_GROUP}/locks")
         return root / PRIVATE_GROUP
 
     # ---- narrowing zarr's Array | Group union in one place ---------------------------------------

@@ -36,19 +36,10 @@ def is_runtime_only(f: dataclasses.Field[Any]) -> bool:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ExtractorConfig:
-    """Fields shared by every extractor config. Subclasses add their own, each with a docstring."""
-
-    device: str = runtime_only("cpu")
-    """Torch device the model runs on (``cpu``, ``cuda``, ``cuda:1``). Never changes the stored numbers
-    beyond float tolerance, so it is not part of the fingerprint."""
-
-    batch_size: int = runtime_only(16)
-    """Rows (frames, windows, crops) per model forward; items from several videos share a batch."""
-
-    uses_gpu: ClassVar[bool] = False
-    """Class-level: whether the extractor benefits from a GPU (then Dask tasks request ``GPU=1``
-    when the config's device is a CUDA device)."""
+class Config:
+    """Base of every config in affectcache (extractors, trainers, models): a frozen keyword-only
+    dataclass with a docstring under each field, strict parsing, validation and a fingerprint over the
+    fields that change results (fields declared with :func:`runtime_only` are left out)."""
 
     # ---- serialisation ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -85,18 +76,59 @@ class ExtractorConfig:
     # ---- validation -------------------------------------------------------------------------------
     def validate(self) -> list[str]:
         """Every cross-field problem of this config (empty when valid). Subclasses extend the list."""
-        problems: list[str] = []
-        if self.batch_size < 1:
-            problems.append(f"batch_size must be >= 1, got {self.batch_size}")
-        if not self.device:
-            problems.append("device must be a non-empty string such as 'cpu' or 'cuda'")
-        return problems
+        return []
 
     def check(self) -> None:
         """Raise :class:`ConfigError` listing every problem :meth:`validate` finds."""
         problems = self.validate()
         if problems:
             raise ConfigError(f"{type(self).__name__}: " + "; ".join(problems))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtractorConfig(Config):
+    """Fields shared by every extractor config. Subclasses add their own, each with a docstring."""
+
+    device: str = runtime_only("cpu")
+    """Torch device the model runs on (``cpu``, ``cuda``, ``cuda:1``). Never changes the stored numbers
+    beyond float tolerance, so it is not part of the fingerprint."""
+
+    batch_size: int = runtime_only(16)
+    """Rows (frames, windows, crops) per model forward; items from several videos share a batch."""
+
+    uses_gpu: ClassVar[bool] = False
+    """Class-level: whether the extractor benefits from a GPU (then Dask tasks request ``GPU=1``
+    when the config's device is a CUDA device)."""
+
+    def validate(self) -> list[str]:
+        """Every cross-field problem of this config (empty when valid). Subclasses extend the list."""
+        problems = super().validate()
+        if self.batch_size < 1:
+            problems.append(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.device:
+            problems.append("device must be a non-empty string such as 'cpu' or 'cuda'")
+        return problems
+
+    def check_device(self) -> None:
+        """Raise :class:`ConfigError` when ``device`` cannot be used on this machine (no CUDA build, no
+        GPU visible, an index past the GPU count), naming the remedies; a no-op for ``cpu``."""
+        if not self.device.startswith(("cuda", "mps")):
+            return
+        import torch  # only for GPU devices: cpu configs never pay the import
+
+        if self.device.startswith("mps"):
+            if not torch.backends.mps.is_available():
+                raise ConfigError(f"device={self.device!r}: MPS is not available on this machine; "
+                                  "use --set device=cpu")
+            return
+        if not torch.cuda.is_available():
+            why = "torch here was built without CUDA" if torch.version.cuda is None else "no GPU is visible"
+            raise ConfigError(f"device={self.device!r}: {why} (torch {torch.__version__}); use "
+                              "--set device=cpu, or run on a GPU node (check CUDA_VISIBLE_DEVICES)")
+        _, _, index = self.device.partition(":")
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise ConfigError(f"device={self.device!r}: this machine has {torch.cuda.device_count()} "
+                              f"visible GPU(s) (cuda:0..cuda:{torch.cuda.device_count() - 1})")
 
 
 D = TypeVar("D")
@@ -165,7 +197,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
         if len(args) != len(value):
             raise ConfigError(f"{key}: expected {len(args)} items, got {len(value)}")
-        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(args, value, strict=True)))
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
     if hint is bool:
         if isinstance(value, bool):
             return value
