@@ -95,7 +95,7 @@ def _load_concat(folder: Path) -> list[np.ndarray]:
 
 
 def bench_mosei(out: Path, n: int, repeat: int) -> list[dict[str, Any]]:
-    from affectcache.store.compaction import CompactionPolicy, maybe_compact
+    from affectcache.store.format.compaction import CompactionPolicy, maybe_compact
     from affectcache.store.status import store_status
     from affectcache.store.zarr_store import FeatureStore
 
@@ -284,7 +284,7 @@ def bench_fsspec_requests(n_small: int) -> list[dict[str, Any]]:
     import fsspec
     from fsspec.implementations.memory import MemoryFileSystem
 
-    from affectcache.store.compaction import CompactionPolicy, compact
+    from affectcache.store.format.compaction import CompactionPolicy, compact
     from affectcache.store.zarr_store import FeatureStore
 
     class CountingMemoryFS(MemoryFileSystem):

@@ -21,8 +21,8 @@ def compact(
     target_mb: Annotated[float, typer.Option(help="Size of the fragments written (MB of values).")] = 512.0,
 ) -> None:
     """Rewrite small or partly superseded fragments into few large ones and delete garbage."""
-    from affectcache.store.compaction import CompactionPolicy
-    from affectcache.store.compaction import compact as compact_modality
+    from affectcache.store.format.compaction import CompactionPolicy
+    from affectcache.store.format.compaction import compact as compact_modality
     from affectcache.store.lock import ModalityLock
     from affectcache.store.zarr_store import FeatureStore, label_modality
 
@@ -38,7 +38,7 @@ def compact(
 @cli_errors
 def upgrade(store: StoreOpt) -> None:
     """Convert a store written by an older affectcache (one group per video) in place; resumable."""
-    from affectcache.store.upgrade import upgrade_store
+    from affectcache.store.format.upgrade import upgrade_store
     from affectcache.store.zarr_store import FeatureStore
 
     reports = upgrade_store(FeatureStore(store))

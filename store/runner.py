@@ -44,7 +44,6 @@ from affectcache.extractors.media.decode_memo import (
     combined_needs,
     shared_decoding,
 )
-from affectcache.store.compaction import CompactionPolicy, maybe_compact
 from affectcache.store.errors import FeatureNotFoundError, ProvenanceMismatchError, StoreError
 from affectcache.store.executors import (
     InProcessExecutor,
@@ -55,7 +54,8 @@ from affectcache.store.executors import (
     local_dask_client,
     submit_task,
 )
-from affectcache.store.fragments import FragmentInfo
+from affectcache.store.format.compaction import CompactionPolicy, maybe_compact
+from affectcache.store.format.fragments import FragmentInfo
 from affectcache.store.ids import validate_video_id
 from affectcache.store.lock import ModalityLock
 from affectcache.store.stopping import signals_deferred

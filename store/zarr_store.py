@@ -11,10 +11,10 @@ On-disk layout (format 2; readable with plain ``zarr`` and ``xarray.open_zarr``,
     <store>/labels/<track>/               same layout, for label tracks (valence, arousal, ...)
     <store>/_affectcache/locks/           build locks (one file per modality being built)
 
-See :mod:`affectcache.store.fragments` and :mod:`affectcache.store.catalog`. An entry exists once the
-catalog commit naming it is written (the commit point; a crashed writer leaves only unreferenced
-fragments, which nothing reads). Workers write fragments under fresh names, so no two writers ever
-touch the same key; the driver commits. Failure records are appended to the same log.
+See :mod:`affectcache.store.format.fragments` and :mod:`affectcache.store.format.catalog`. An entry exists
+once the catalog commit naming it is written (the commit point; a crashed writer leaves only unreferenced
+fragments, which nothing reads). Workers write fragments under fresh names, so no two writers ever touch the
+same key; the driver commits. Failure records are appended to the same log.
 
 Provenance at the modality group: ``extractor``, ``version``, ``modality_kind``, ``config`` (full),
 ``config_fingerprint`` (output-affecting fields only, chained with upstream fingerprints), ``upstream``,
@@ -24,7 +24,7 @@ rebuild (:meth:`FeatureStore.begin_rebuild`) writes a new generation beside the 
 the modality's ``zarr.json`` to it (one atomic write) when complete.
 
 Stores of format 1 (one Zarr group per video entry) are detected and refused with a message naming
-``affectcache store upgrade`` (:mod:`affectcache.store.upgrade`), which converts them in place.
+``affectcache store upgrade`` (:mod:`affectcache.store.format.upgrade`), which converts them in place.
 """
 
 from __future__ import annotations
@@ -45,14 +45,14 @@ from zarr.errors import ContainsGroupError
 
 from affectcache.extractors.core.provenance import library_versions, stable_hash, utc_now
 from affectcache.extractors.core.records import ROW_KEYS, FeatureArray, ModalityKind
-from affectcache.store.catalog import LOG_GROUP, Catalog, CatalogState
 from affectcache.store.errors import (
     FeatureNotFoundError,
     OldLayoutError,
     ProvenanceMismatchError,
     StoreError,
 )
-from affectcache.store.fragments import (
+from affectcache.store.format.catalog import LOG_GROUP, Catalog, CatalogState
+from affectcache.store.format.fragments import (
     FRAGMENTS_GROUP,
     STRING_DTYPE,
     ArrayMeta,

@@ -20,11 +20,11 @@ from typer.testing import CliRunner
 import tests.helpers  # noqa: F401  (registers the test-only extractors)
 from affectcache.cli.main import app
 from affectcache.extractors import FeatureArray, MediaItem
-from affectcache.store import catalog as catalog_module
-from affectcache.store.catalog import Catalog, CatalogState
-from affectcache.store.compaction import CompactionPolicy, compact
+from affectcache.store.format import catalog as catalog_module
 from affectcache.store.errors import OldLayoutError
-from affectcache.store.fragments import FRAGMENTS_GROUP
+from affectcache.store.format.catalog import Catalog, CatalogState
+from affectcache.store.format.compaction import CompactionPolicy, compact
+from affectcache.store.format.fragments import FRAGMENTS_GROUP
 from affectcache.store.manifest import write_manifest
 from affectcache.store.runner import build
 from affectcache.store.zarr_store import FeatureStore
@@ -231,7 +231,7 @@ def test_an_old_modality_can_also_be_rebuilt_from_its_media(tmp_path: Path, stor
 
 
 def test_an_interrupted_upgrade_resumes(store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from affectcache.store import upgrade
+    from affectcache.store.format import upgrade
 
     written = write_format1_store(store_path)
     real = upgrade.write_fragment
@@ -280,8 +280,8 @@ build("test-counting", load_manifest(sys.argv[1]), sys.argv[2], workers=0, video
 KILL_IN_COMPACTION = """
 import sys, time
 import tests.helpers
-from affectcache.store import compaction
-from affectcache.store.compaction import CompactionPolicy, compact
+from affectcache.store.format import compaction
+from affectcache.store.format.compaction import CompactionPolicy, compact
 from affectcache.store.zarr_store import FeatureStore
 real = compaction.write_columns
 count = {"n": 0}

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from affectcache.extractors.core.records import ROW_KEYS, FeatureArray
-from affectcache.store.catalog import LOG_GROUP, Catalog
 from affectcache.store.errors import StoreError
-from affectcache.store.fragments import FRAGMENTS_GROUP, group_bytes, write_fragment
+from affectcache.store.format.catalog import LOG_GROUP, Catalog
+from affectcache.store.format.fragments import FRAGMENTS_GROUP, group_bytes, write_fragment
 from affectcache.store.lock import ModalityLock
 from affectcache.store.zarr_store import (
     CATALOG_ATTR,

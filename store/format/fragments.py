@@ -1,7 +1,7 @@
 """Fragments: immutable Zarr v3 groups holding the concatenated rows of several entries of a modality.
 
 A fragment is written once, by one task, under a fresh unique name, and never changed; it counts only
-once a catalog commit points at it (:mod:`affectcache.store.catalog`). Layout of
+once a catalog commit points at it (:mod:`affectcache.store.format.catalog`). Layout of
 ``<store>/<modality>/fragments/<fragment_id>/``::
 
     zarr.json                 group; attrs["affectcache_fragment"]: format, kind, n_rows, n_entries, created

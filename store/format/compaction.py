@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from affectcache.extractors.core.errors import ConfigError
-from affectcache.store.fragments import FRAGMENTS_GROUP, fragment_time_s, write_columns
+from affectcache.store.format.fragments import FRAGMENTS_GROUP, fragment_time_s, write_columns
 from affectcache.store.zarr_store import REBUILD_ATTR
 
 if TYPE_CHECKING:
-    from affectcache.store.catalog import CatalogState
+    from affectcache.store.format.catalog import CatalogState
     from affectcache.store.zarr_store import FeatureStore
 
 logger = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ def _delete_garbage(fs: FeatureStore, name: str, policy: CompactionPolicy) -> in
     known = set(catalog.state().fragment_rows)
     pending = fs.modality_attrs(name).get(REBUILD_ATTR)
     if isinstance(pending, dict):  # a rebuild in progress owns fragments the live catalog does not list
-        from affectcache.store.catalog import Catalog
+        from affectcache.store.format.catalog import Catalog
 
         known |= set(Catalog(fs.keys, name, str(pending.get("generation"))).state().fragment_rows)
     now = time.time()

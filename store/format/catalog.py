@@ -2,7 +2,7 @@
 
 Modelled on the Delta Lake / Iceberg / Lance commit protocol, reduced to what a feature store needs:
 
-- Data is written first, as immutable fragments under fresh names (:mod:`affectcache.store.fragments`);
+- Data is written first, as immutable fragments under fresh names (:mod:`affectcache.store.format.fragments`);
   nothing points at them yet, so a crash leaves only unreferenced files.
 - A **commit** is one small JSON record ``<modality>/_log/<generation>/v<version>/zarr.json`` created
   atomically *if absent* (version = previous + 1). Creating it is the commit point: the entries it
@@ -34,12 +34,12 @@ import numpy as np
 import numpy.typing as npt
 
 from affectcache.store.errors import StoreError
-from affectcache.store.fragments import group_bytes
+from affectcache.store.format.fragments import group_bytes
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
-    from affectcache.store.fragments import FragmentInfo
+    from affectcache.store.format.fragments import FragmentInfo
     from affectcache.store.kv import Keys
 
 logger = logging.getLogger(__name__)
