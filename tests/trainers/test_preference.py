@@ -110,18 +110,22 @@ def _plant_arousal(fs: FeatureStore, item: MediaItem, seed: int) -> None:
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[FeatureStore, Manifest, Path]:
-    """8 videos of 30 s whose MFCCs follow a planted arousal; the LaScA chain built on 3 s windows."""
+    """8 videos of 30 s whose MFCCs follow a planted arousal, and a 9th (train) without an audio track;
+    the LaScA chain built on 3 s windows."""
     root = tmp_path_factory.mktemp("planted")
-    fs, manifest = small_store(root, splits=SPLITS, duration_s=30.0)
+    fs, manifest = small_store(root, splits={**SPLITS, "v8": "train"}, duration_s=30.0)
     for i, item in enumerate(manifest):
         _plant_arousal(fs, item, seed=100 + i)
+    fs.delete("mfcc", ["v8"])
+    fs.record_failures("mfcc", {"v8": {"error": "MediaError", "message": "v8.bin: no audio stream",
+                                       "not_applicable": True}})
     build_lasca(fs, manifest, window_s=3.0)
     manifest_path = write_manifest(manifest, root / "manifest.jsonl")
     return fs, manifest, manifest_path
 
 
 def test_features_carry_the_planted_arousal(planted: tuple[FeatureStore, Manifest, Path],
-                                            tmp_path: Path) -> None:
+                                            tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     fs, manifest, _ = planted
     # 8 videos give ~140 pairs: 25 epochs need small batches to take enough Adam steps.
     config = PreferenceConfig(threshold=0.1, n_folds=3, batch_size=16, variants=("features", "fused"))
@@ -130,7 +134,14 @@ def test_features_carry_the_planted_arousal(planted: tuple[FeatureStore, Manifes
     assert pairs.inputs["fused"].shape[1] == 67 + 384
     assert set(np.unique(pairs.label)) == {0, 1}
     assert pairs.label.mean() == 0.5
-    run = train_preference(fs, manifest, tmp_path / "run", config=config)
+    with caplog.at_level("WARNING"):
+        run = train_preference(fs, manifest, tmp_path / "run", config=config)
+    # The item without audio is left out of the run with one warning naming it and the cause.
+    assert "v8" not in run.record["videos"]
+    assert len(run.record["videos"]) == 8
+    skipped = [r.getMessage() for r in caplog.records if "train preference skips" in r.getMessage()]
+    assert skipped == ["train preference skips 1 item that failed or does not apply upstream: "
+                       "v8 (lasca-windows does not apply: mfcc does not apply: v8.bin: no audio stream)"]
     by_variant = {r["variant"]: r for r in run.rows}
     assert by_variant["features"]["accuracy_mean"] > 0.9
     assert by_variant["fused"]["accuracy_mean"] > 0.9
