@@ -48,7 +48,13 @@ def list_extractors() -> None:
 @app.command("show-config")
 @cli_errors
 def show_config(name: NameArg) -> None:
-    """Print an extractor's default config as YAML, each field with its documentation."""
+    """Print an extractor's default config as YAML, each field with its documentation.
+
+    Example:
+
+    \b
+    affectcache show-config clip-face
+    """
     import yaml
 
     cls = get_extractor_cls(name)
@@ -166,7 +172,11 @@ def extract(
 
     A modality already in the store keeps its stored config unless --set/--config change it.
 
-    Example: affectcache extract mfcc face clip-face -m m.jsonl -s features.zarr --set clip-face.device=cuda
+    Example:
+
+    \b
+    affectcache extract mfcc face clip-face -m m.jsonl -s features.zarr \\
+        --set clip-face.device=cuda
     """
     stored = None if config or set_ else _stored_configs(store, names)
     configs = _load_configs(names, config, set_, bases=stored)
@@ -195,7 +205,13 @@ def rebuild(
     name: NameArg, store: StoreOpt, manifest: ManifestOpt, config: ConfigOpt = None, set_: SetOpt = None,
     workers: WorkersOpt = None, scheduler: SchedulerOpt = None, only: OnlyOpt = None,
 ) -> None:
-    """Rebuild a modality (or only some ids) with its stored config, or with the given changes."""
+    """Rebuild a modality (or only some ids) with its stored config, or with the given changes.
+
+    Example:
+
+    \b
+    affectcache rebuild face -m m.jsonl -s features.zarr --only vid001
+    """
     from affectcache.store.zarr_store import FeatureStore
 
     fs = FeatureStore(store)

@@ -31,7 +31,7 @@ from affectcache.extractors.core.config import ExtractorConfig
 from affectcache.extractors.core.errors import BadMediaError, ConfigError, MissingStreamError
 from affectcache.extractors.core.provenance import utc_now
 from affectcache.extractors.core.records import MediaItem
-from affectcache.extractors.core.registry import get_extractor_cls
+from affectcache.extractors.core.registry import did_you_mean, get_extractor_cls
 from affectcache.extractors.core.verbosity import apply_verbosity
 from affectcache.extractors.media.decode_memo import (
     DEFAULT_BUDGET_MB,
@@ -346,7 +346,9 @@ def _select(items: list[MediaItem], only: Sequence[str] | None) -> list[MediaIte
     wanted = {validate_video_id(v) for v in only}
     unknown = sorted(wanted - {it.video_id for it in items})
     if unknown:
-        raise StoreError(f"--only names ids that are not in the manifest: {unknown}")
+        known = [it.video_id for it in items]
+        raise StoreError("--only names ids that are not in the manifest: "
+                         + ", ".join(f"{v!r}{did_you_mean(v, known)}" for v in unknown))
     return [it for it in items if it.video_id in wanted]
 
 

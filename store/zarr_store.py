@@ -44,6 +44,7 @@ from zarr.errors import ContainsGroupError, ZarrUserWarning
 
 from affectcache.extractors.core.provenance import library_versions, stable_hash, utc_now
 from affectcache.extractors.core.records import ROW_KEYS, FeatureArray, ModalityKind
+from affectcache.extractors.core.registry import did_you_mean
 from affectcache.store.errors import FeatureNotFoundError, ProvenanceMismatchError, StoreError
 from affectcache.store.ids import validate_video_id
 from affectcache.store.packed import PackedModality
@@ -172,10 +173,17 @@ class FeatureStore:
         try:
             node = self._root[path]
         except KeyError:
-            raise FeatureNotFoundError(f"{path!r} is not in the store {self.url}") from None
+            raise FeatureNotFoundError(f"{path!r} is not in the store {self.url}"
+                                       f"{self._suggest(path)}") from None
         if not isinstance(node, zarr.Group):
             raise StoreError(f"{path!r} in {self.url} is an array, expected a group")
         return node
+
+    def _suggest(self, path: str) -> str:
+        """`` (did you mean ...?)`` for a mistyped modality or label track (an entry path gets none)."""
+        if path.count("/") > (1 if path.startswith(f"{LABELS_GROUP}/") else 0):
+            return ""
+        return did_you_mean(path, self.modalities() + [label_modality(t) for t in self.label_tracks()])
 
     @staticmethod
     def _array(group: zarr.Group, name: str) -> zarr.Array[Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -171,6 +172,17 @@ def test_a_run_refuses_a_store_whose_inputs_changed(planted: tuple[FeatureStore,
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "Features" in first.output
+    # train and evaluate print the same table (one formatter): training rows over the folds, evaluated
+    # rows on the split.
+    def header(output: str) -> list[str]:
+        return next(x for x in output.splitlines() if x.startswith("label")).split()
+
+    assert header(first.output) == ["label", "threshold", "variant", "model", "split", "accuracy", "pairs"]
+    assert re.search(r"^arousal +0\.1 +features +Features +3 splits +\d\.\d{3} ± \d\.\d{3} +\d+$",
+                     first.output, re.M), first.output
+    shown = runner.invoke(app, evaluate)
+    assert header(shown.output) == ["label", "threshold", "variant", "split", "accuracy", "pairs"]
+    assert re.search(r"^arousal +0\.1 +features +test +\d\.\d{3} +\d+$", shown.output, re.M), shown.output
     record = json.loads((out / "run.json").read_text())
     assert set(record["inputs"]) == {"lasca-windows", "lasca-embedding", "labels/arousal"}
     assert runner.invoke(app, evaluate).exit_code == 0
