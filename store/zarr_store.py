@@ -236,7 +236,7 @@ class FeatureStore:
             self.delete(name)
         if name in self._root:
             old = self.provenance(name)
-            diffs = _identity_differences(old, prov)
+            diffs = identity_differences(old, prov)
             if diffs:
                 raise ProvenanceMismatchError(
                     f"modality {name!r} in {self.url} was built differently: {'; '.join(diffs)}. "
@@ -464,7 +464,7 @@ def _row_chunks(arr: np.ndarray) -> tuple[int, ...]:
     return (rows, *arr.shape[1:])
 
 
-def _identity_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+def identity_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """Human-readable differences in identity fields between two provenance records."""
     diffs: list[str] = []
     for key in IDENTITY_KEYS:
