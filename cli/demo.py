@@ -31,7 +31,14 @@ def demo(
         "demo_out"),
     workers: WorkersOpt = None,
 ) -> None:
-    """Generate the synthetic demo corpus (once), build every modality, run LaScA and train on it."""
+    """Generate the synthetic demo corpus (once), build every modality, run LaScA and train on it.
+
+    Example:
+
+    \b
+    affectcache demo --out demo_out
+    affectcache demo mcdm --out demo_out
+    """
     if which is not None:
         try:
             run_other = EXTRA_DEMOS[which]

@@ -64,7 +64,8 @@ def _make_train_command(name: str) -> None:
 
     command.__doc__ = (f"Train {name} multitask (with pseudo-labels and GradNorm) on the concatenated "
                        "corpora's train splits; select on val mean_all; score test with bootstrap CIs. "
-                       "Running it again resumes.")
+                       f"Running it again resumes.\n\nExample:\n\n\b\naffectcache train {name} "
+                       "-s a.zarr -m a.jsonl -s b.zarr -m b.jsonl")
 
 
 def _echo_results(results: dict[str, dict[str, object]]) -> None:
@@ -97,7 +98,13 @@ def ablate_mcdm(
     preset: PresetOpt = None, config: ConfigOpt = None, set_: SetOpt = None, overwrite: OverwriteOpt = False,
 ) -> None:
     """Train every row of an ablation grid (each a resumable run under --out) and write results.md/.csv in
-    the shape of the paper's Table 1, with the average rank of each row."""
+    the shape of the paper's Table 1, with the average rank of each row.
+
+    Example:
+
+    \b
+    affectcache ablate mcdm -s a.zarr -m a.jsonl -s b.zarr -m b.jsonl
+    """
     from affectcache.trainers.mcdm.ablate import read_grid, run_ablation
 
     rows_grid = None
