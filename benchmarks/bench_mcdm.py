@@ -20,22 +20,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-
-def _best_interleaved(fns: list[Callable[[], Any]], repeat: int) -> list[float]:
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeat):
-        for fn, sink in zip(fns, times, strict=True):
-            started = time.perf_counter()
-            fn()
-            sink.append(time.perf_counter() - started)
-    return [min(t) for t in times]
+from timing import best_interleaved  # benchmarks/ is on sys.path when run as a script
 
 
 def _planted_dataset(n: int, dims: dict[str, int], seed: int = 0) -> Any:
@@ -100,7 +88,7 @@ def bench_epoch(clips: int, repeat: int) -> list[dict[str, Any]]:
                 loss.backward()
                 optimizer.step()
 
-        t_bare, t_loop = _best_interleaved([bare, through_loop], repeat)
+        t_bare, t_loop = best_interleaved([bare, through_loop], repeat)
     return [
         {"benchmark": "MCDM bare PyTorch epoch over pre-built batches (baseline)", "seconds": t_bare,
          "ratio": 1.0, "note": f"{len(train_index)} train clips, 3 corpora, H32, GradNorm, CPU 1 thread"},
@@ -141,7 +129,7 @@ def bench_aggregation(entries: int, repeat: int) -> list[dict[str, Any]]:
         fs, ids = _write_entries(Path(tmp), entries)
         write_s = time.perf_counter() - started
         packed = fs.load("seq-bench", ids)
-        t_load, t_agg = _best_interleaved(
+        t_load, t_agg = best_interleaved(
             [lambda: fs.load("seq-bench", ids), lambda: aggregate_mean_std(packed)], repeat)
     return [
         {"benchmark": "FeatureStore.load of clip entries (baseline)", "seconds": t_load, "ratio": 1.0,
