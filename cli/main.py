@@ -14,10 +14,9 @@ from affectcache.cli import extract, status  # isort: skip
 from affectcache.cli import demo  # isort: skip
 from affectcache.cli import assets, corpora, labels, lasca, lexicon, models, train  # isort: skip
 from affectcache.cli import store_commands, va  # isort: skip
-from affectcache.cli import mcdm  # isort: skip
 
-__all__ = ["app", "assets", "corpora", "demo", "extract", "labels", "lasca", "lexicon", "main", "mcdm",
-           "models", "status", "store_commands", "train", "va"]
+__all__ = ["app", "assets", "corpora", "demo", "extract", "labels", "lasca", "lexicon", "main", "models",
+           "status", "store_commands", "train", "va"]
 
 
 def main() -> None:
