@@ -16,25 +16,10 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-from timing import best_of  # benchmarks/ is on sys.path when run as a script
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-
-
-def _best_interleaved(fns: list[Callable[[], Any]], repeat: int) -> list[float]:
-    """Best of ``repeat`` for each function, run in turns (A B A B ...) so load swings hit both."""
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeat):
-        for fn, sink in zip(fns, times, strict=True):
-            started = time.perf_counter()
-            fn()
-            sink.append(time.perf_counter() - started)
-    return [min(t) for t in times]
+from timing import best_interleaved, best_of  # benchmarks/ is on sys.path when run as a script
 
 
 def _write_store(root: Path, n_videos: int, frames: int, dim: int, *, seed: int = 0) -> tuple[Path, Path]:
@@ -96,7 +81,7 @@ def bench_views(repeat: int, n_videos: int, frames: int) -> list[dict[str, Any]]
             usable = (valid & (clock.target_mask & aligned.valid & ~aligned.filled)[rows]).any(axis=1)
             return int(usable.sum())
 
-        t_load, t_build = _best_interleaved([lambda: fs.load("face-bench", ids), build], repeat)
+        t_load, t_build = best_interleaved([lambda: fs.load("face-bench", ids), build], repeat)
         n_windows = build()
         gb = packed.values.nbytes / 1e9
     finally:
@@ -159,7 +144,7 @@ def bench_epoch(repeat: int) -> list[dict[str, Any]]:
                 loss.backward()
                 optimizer.step()
 
-        t_bare, t_loop = _best_interleaved([bare, through_loop], max(repeat, 3))
+        t_bare, t_loop = best_interleaved([bare, through_loop], max(repeat, 3))
         n_windows = sum(int(b["x"].shape[0]) for b in batches)
     finally:
         shutil.rmtree(root, ignore_errors=True)

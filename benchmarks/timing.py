@@ -17,3 +17,14 @@ def best_of(fn: Callable[[], Any], repeat: int) -> float:
         fn()
         times.append(time.perf_counter() - started)
     return min(times)
+
+
+def best_interleaved(fns: list[Callable[[], Any]], repeat: int) -> list[float]:
+    """Best of ``repeat`` for each function, run in turns (A B A B ...) so load swings hit both."""
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, sink in zip(fns, times, strict=True):
+            started = time.perf_counter()
+            fn()
+            sink.append(time.perf_counter() - started)
+    return [min(t) for t in times]

@@ -5,17 +5,28 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from affectcache.cli._app import EXIT_ITEM_FAILURES, WorkersOpt, app, cli_errors, echo, is_quiet
 from affectcache.cli.status import format_status
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+EXTRA_DEMOS: dict[str, Callable[[Path], None]] = {}
+"""Other demos by name (``affectcache demo NAME``), each run with its own folder under ``--out``;
+command modules add theirs."""
+
 
 @app.command()
 @cli_errors
 def demo(
+    which: Annotated[str | None, typer.Argument(
+        help="Another demo instead of the chain (e.g. mcdm: the multitask trainer on planted corpora).",
+        show_default=False)] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo corpus and store.")] = Path(
         "demo_out"),
     workers: WorkersOpt = None,
@@ -26,7 +37,15 @@ def demo(
 
     \b
     affectcache demo --out demo_out
+    affectcache demo mcdm --out demo_out
     """
+    if which is not None:
+        try:
+            run_other = EXTRA_DEMOS[which]
+        except KeyError:
+            raise typer.BadParameter(f"no demo {which!r}; demos: {sorted(EXTRA_DEMOS)}") from None
+        run_other(out / which)
+        return
     from affectcache.store.pipelines.demo import lasca_step, run_demo_chain
     from affectcache.store.status import store_status
     from affectcache.trainers.demo_steps import demo_training_steps

@@ -2,10 +2,13 @@
 
 :func:`fit` trains a model on a :class:`Task` (what batches are, the loss, the validation metrics) with:
 
-* AdamW over parameter groups (a model may define ``parameter_groups() -> [{"params", "lr_scale",
-  "weight_decay"?}]``; otherwise one group), ReduceLROnPlateau on the validation score (mode max), early
-  stopping after ``early_stop_patience`` epochs without improvement, gradient-norm clipping, an optional
-  EMA of the weights used for evaluation and the best checkpoint, bf16 autocast on CUDA;
+* AdamW (or Adam with L2 weight decay, ``optimizer: adam``) over parameter groups (a model may define
+  ``parameter_groups() -> [{"params", "lr_scale", "weight_decay"?}]``; otherwise one group),
+  ReduceLROnPlateau on the validation score (mode max), early stopping after ``early_stop_patience``
+  epochs without improvement, gradient-norm clipping, an optional EMA of the weights used for evaluation
+  and the best checkpoint, bf16 autocast on CUDA;
+* a task may keep training state of its own (e.g. adaptive loss weights): when it has ``state_dict()`` /
+  ``load_state_dict(state)`` that state is saved in ``last.pt`` and restored on resume;
 * reproducibility: ``seed`` seeds torch, each epoch's batch order comes from a generator seeded with
   ``seed + epoch``, and ``torch.use_deterministic_algorithms`` is on while training (same seed → identical
   metrics on CPU);
@@ -63,7 +66,10 @@ class LoopConfig(TrainerConfig):
     """AdamW learning rate (scaled per parameter group by its ``lr_scale``)."""
 
     weight_decay: float = 0.01
-    """AdamW weight decay."""
+    """Weight decay (decoupled for AdamW, L2 added to the gradient for Adam)."""
+
+    optimizer: Literal["adamw", "adam"] = "adamw"
+    """``adamw`` (decoupled weight decay) or ``adam`` (``torch.optim.Adam``, as some authors train)."""
 
     betas: tuple[float, float] = (0.9, 0.999)
     """AdamW betas."""
@@ -320,8 +326,10 @@ def fit(model: torch.nn.Module, task: Task, config: LoopConfig, run_dir: str | P
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     device = torch.device(config.device)
-    optimizer = torch.optim.AdamW(_parameter_groups(model, config), lr=config.lr, betas=config.betas,
-                                  weight_decay=config.weight_decay)
+    optimizer_type = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    optimizer = optimizer_type(_parameter_groups(model, config), lr=config.lr, betas=config.betas,
+                               weight_decay=config.weight_decay)
+    task_state = getattr(task, "state_dict", None)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=config.plateau_factor, patience=config.plateau_patience,
         threshold=config.plateau_threshold, min_lr=config.min_lr)
@@ -337,6 +345,8 @@ def fit(model: torch.nn.Module, task: Task, config: LoopConfig, run_dir: str | P
         if ema is not None and state.get("ema") is not None:
             ema.shadow = {k: v.to(device) for k, v in state["ema"].items()}
         _set_rng_state(state["rng"])
+        if state.get("task") is not None:
+            task.load_state_dict(state["task"])  # type: ignore[attr-defined]
         history = list(state["history"])
         start_epoch = int(state["epoch"]) + 1
         best_score, best_epoch, bad_epochs = float(state["best_score"]), int(state["best_epoch"]), int(
@@ -397,6 +407,7 @@ def fit(model: torch.nn.Module, task: Task, config: LoopConfig, run_dir: str | P
                 "scheduler": scheduler.state_dict(), "ema": ema.shadow if ema is not None else None,
                 "rng": _rng_state(), "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch,
                 "bad_epochs": bad_epochs, "history": history, "stopped_early": stopped_early,
+                "task": task_state() if callable(task_state) else None,
                 "extra": dict(extra_state or {})}, last_path)
             _write_metrics(run, history)
             logger.info("epoch %d: loss %.4f, %s %.4f%s (%.1fs)", epoch, record.train_loss, task.score_key,

@@ -12,8 +12,9 @@ weighted), :func:`uar` (macro recall); multi-label (MOSEI's six emotions, binary
 (mean weighted accuracy, Zadeh et al. 2018: per class (TP·N/P + TN) / 2N) and :func:`mmf1` (per class
 binary macro-F1, averaged).
 
-Statistics over videos: :func:`cluster_bootstrap_ci` resamples whole videos (scipy.stats.bootstrap) and
-recomputes a regression metric on the frames of the resampled videos; :func:`paired_wilcoxon` compares
+Statistics over independent examples: :func:`bootstrap_ci` resamples examples (clips) and recomputes any
+metric. Statistics over videos: :func:`cluster_bootstrap_ci` resamples whole videos (scipy.stats.bootstrap)
+and recomputes a regression metric on the frames of the resampled videos; :func:`paired_wilcoxon` compares
 two runs' per-video scores (Wilcoxon signed-rank).
 """
 
@@ -27,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 __all__ = [
     "MOMENTS",
@@ -36,6 +37,7 @@ __all__ = [
     "Moments",
     "PairedTest",
     "accuracy",
+    "bootstrap_ci",
     "ccc",
     "cluster_bootstrap_ci",
     "f1",
@@ -378,6 +380,27 @@ def cluster_bootstrap_ci(preds: npt.ArrayLike, target: npt.ArrayLike, groups: np
     return BootstrapCI(value=value, low=float(res.confidence_interval.low),
                        high=float(res.confidence_interval.high), confidence=confidence,
                        n_groups=int(present.size))
+
+
+def bootstrap_ci(statistic: Callable[[npt.NDArray[np.int64]], float], n: int, *, confidence: float = 0.95,
+                 n_resamples: int = 1000, seed: int = 0) -> BootstrapCI:
+    """Any metric of ``n`` independent examples with a percentile bootstrap interval (Efron & Tibshirani).
+
+    ``statistic(idx)`` computes the metric on examples ``idx`` (``np.arange(n)`` for the point value);
+    each resample draws ``n`` examples with replacement. Resamples where the metric is undefined (NaN,
+    e.g. a class absent) are left out of the interval.
+    """
+    value = float(statistic(np.arange(n)))
+    if n < 2 or n_resamples < 1:
+        return BootstrapCI(value=value, low=math.nan, high=math.nan, confidence=confidence, n_groups=n)
+    rng = np.random.default_rng(seed)
+    draws = np.array([statistic(rng.integers(0, n, n)) for _ in range(n_resamples)], dtype=np.float64)
+    draws = draws[np.isfinite(draws)]
+    if not draws.size:
+        return BootstrapCI(value=value, low=math.nan, high=math.nan, confidence=confidence, n_groups=n)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(draws, [tail, 100 - tail])
+    return BootstrapCI(value=value, low=float(low), high=float(high), confidence=confidence, n_groups=n)
 
 
 @dataclass(frozen=True, kw_only=True)

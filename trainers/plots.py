@@ -3,6 +3,7 @@
 * :func:`plot_traces`: target and estimate over time, one panel per label, for a few videos (Team RAS's
   figure in seed 000), the videos with the most labelled frames first.
 * :func:`plot_ccc_per_video`: CCC per video and label, sorted, as bars.
+* :func:`plot_confusion`: a confusion matrix (e.g. MCDM's MELD zero-shot).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 from affectcache.trainers import metrics
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     from affectcache.trainers.va_tasks import FramePredictions
@@ -68,6 +70,27 @@ def plot_ccc_per_video(pred: FramePredictions, path: Path, *,
     ax.set_ylabel("CCC")
     ax.set_ylim(-1, 1)
     ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: Path, *, title: str = "") -> None:
+    """A confusion matrix (rows: reference, columns: prediction), counts and row-normalised shading."""
+    counts = np.asarray(matrix, dtype=np.float64)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(classes), 0.8 + 0.7 * len(classes)))
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for i in range(counts.shape[0]):
+        for j in range(counts.shape[1]):
+            ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=7,
+                    color="white" if shares[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(len(classes)), classes, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("reference")
+    if title:
+        ax.set_title(title, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
