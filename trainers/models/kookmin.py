@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from affectcache.trainers.models._config import ModelConfig
+from affectcache.trainers._config import StrictConfig
 from affectcache.trainers.models.fusion_batch import FusionBatch, FusionOutput, require_modalities
 from affectcache.trainers.models.fusion_losses import soft_prompt_loss
 
@@ -53,7 +53,7 @@ DEFAULT_PROMPTS: tuple[str, ...] = tuple(
 """One prompt per default centre, in the same valence-major order."""
 
 @dataclass(frozen=True, kw_only=True)
-class KookminConfig(ModelConfig):
+class KookminConfig(StrictConfig):
     """Architecture and loss of the soft-prompt model (paper-level; open choices are marked [I])."""
 
     visual_modality: str = "visual"

@@ -1,6 +1,6 @@
-"""Shared base of the model configs: frozen keyword-only dataclasses with strict parsing.
+"""Shared base of the trainer configs (models, late fusion): frozen kw-only dataclasses, strict parsing.
 
-Parsing reuses the extractor configs' field coercion, so a model config in YAML or ``--set`` form is
+Parsing reuses the extractor configs' field coercion, so a trainer config in YAML or ``--set`` form is
 refused for exactly the same reasons (unknown keys listed with the valid ones, wrong types, failed
 cross-field checks) with the same :class:`~affectcache.extractors.errors.ConfigError`.
 """
@@ -18,8 +18,8 @@ from affectcache.extractors.errors import ConfigError
 
 
 @dataclass(frozen=True, kw_only=True)
-class ModelConfig:
-    """Base of every model config; subclasses add fields, each with a docstring under it."""
+class StrictConfig:
+    """Base of the trainer configs (models, late fusion); subclasses add fields, each with a docstring."""
 
     def to_dict(self) -> dict[str, Any]:
         """All fields as JSON-ready values (tuples become lists)."""
