@@ -29,7 +29,7 @@ The paper's best row fine-tunes CLIP; from cached arrays the image tower is froz
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +39,12 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from affectcache.trainers._config import StrictConfig
 from affectcache.trainers.models.fusion_batch import FusionBatch, FusionOutput, require_modalities
 from affectcache.trainers.models.fusion_losses import soft_prompt_loss
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+CLIP_IMAGE_EXTRACTORS = ("clip-face", "clip-scene")
+"""Extractors whose embeddings the prompt text tower can be resolved from."""
 
 _THIRDS = (-2.0 / 3.0, 0.0, 2.0 / 3.0)
 
@@ -225,3 +231,45 @@ class KookminModel(nn.Module):  # type: ignore[misc]
         """``(1 - CCC_v) + (1 - CCC_a) + kl_weight · KL(soft labels || softmax(region logits))``."""
         return soft_prompt_loss(output.preds, output.extras["region_logits"], targets, valid,
                                 self.region_centres, sigma=self.config.sigma, kl_weight=self.config.kl_weight)
+
+
+def prompt_encoder_model(image_provenance: Mapping[str, Any]) -> tuple[str, str | None]:
+    """The CLIP model (hub id or local folder, revision) that made a stored image modality.
+
+    Raises:
+        ValueError: The modality was not made by a CLIP image extractor, or its local model folder has
+            changed since (the text tower would not match the image tower).
+    """
+    from affectcache.extractors.pretrained import model_identity
+
+    extractor = image_provenance.get("extractor")
+    if extractor not in CLIP_IMAGE_EXTRACTORS:
+        raise ValueError(f"kookmin needs CLIP image embeddings ({', '.join(CLIP_IMAGE_EXTRACTORS)}) to "
+                         f"encode its prompts with the same model; the visual modality was made by "
+                         f"{extractor!r}")
+    config = image_provenance.get("config", {})
+    model, revision = str(config["model"]), config.get("revision")
+    stored = image_provenance.get("model", {}).get("sha256")
+    if stored is not None and model_identity(model, revision)["sha256"] != stored:
+        raise ValueError(f"the CLIP folder {model} changed since the image embeddings were made (sha256 "
+                         f"differs); rebuild {extractor} or restore the folder")
+    return model, revision
+
+
+def encode_region_prompts(config: KookminConfig, image_provenance: Mapping[str, Any],
+                          device: str = "cpu") -> torch.Tensor:
+    """``(K, text_dim)`` embeddings of ``config.prompts`` by the text tower of the CLIP model that made
+    the image embeddings (its projected text features, as CLIP compares them with image features).
+
+    Raises:
+        ValueError: See :func:`prompt_encoder_model`; or the text width differs from ``text_dim``.
+    """
+    from affectcache.extractors.text_embedding import TEXT_ENCODERS, clip_text
+
+    model, revision = prompt_encoder_model(image_provenance)
+    encoder = TEXT_ENCODERS["clip-text"](clip_text(model=model, revision=revision, device=device))
+    vectors = torch.from_numpy(encoder.encode(list(config.prompts)))
+    if vectors.shape[1] != config.text_dim:
+        raise ValueError(f"the CLIP text tower of {model} gives {vectors.shape[1]}-d prompts; set "
+                         f"text_dim={vectors.shape[1]}")
+    return vectors
