@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONSTRAINTS := .ci/constraints-cpu.txt
 DEPS_STAMP := $(VENV)/.deps-installed
-MODULES := $(sort $(wildcard extractors/*.py store/*.py trainers/*.py cli/*.py))
+MODULES := $(sort $(shell find extractors store trainers cli -name "*.py" -not -path "*/__pycache__/*"))
 DEMO_OUT ?= demo_out
 
 .PHONY: venv demo test lint typecheck unit bench clean FORCE

@@ -55,12 +55,12 @@ def best_of(fn: Callable[[], Any], repeat: int) -> float:
 
 
 def bench_mfcc_runner(out: Path, repeat: int) -> list[dict[str, Any]]:
-    from affectcache.extractors.media import decode_audio
-    from affectcache.extractors.mfcc import MFCCConfig, MFCCExtractor
-    from affectcache.extractors.records import MediaItem
-    from affectcache.extractors.synthetic import generate_demo_corpus
-    from affectcache.store.build import build
+    from affectcache.extractors.audio.mfcc import MFCCConfig, MFCCExtractor
+    from affectcache.extractors.core.records import MediaItem
+    from affectcache.extractors.media.audio import decode_audio
+    from affectcache.extractors.testing.synthetic import generate_demo_corpus
     from affectcache.store.manifest import Manifest
+    from affectcache.store.runner import build
 
     clips = generate_demo_corpus(out / "media")
     items = [MediaItem(video_id=c.video_id, path=str(c.path)) for c in clips]
@@ -97,7 +97,7 @@ def _bench_arrays(n_videos: int, rows: int, dim: int) -> dict[str, np.ndarray]:
 
 
 def bench_store_io(out: Path, repeat: int) -> list[dict[str, Any]]:
-    from affectcache.extractors.records import FeatureArray
+    from affectcache.extractors.core.records import FeatureArray
     from affectcache.store.zarr_store import FeatureStore
 
     arrays = _bench_arrays(32, 1500, 768)
@@ -158,15 +158,15 @@ def bench_store_io(out: Path, repeat: int) -> list[dict[str, Any]]:
 
 RSS_SCRIPT = """
 import resource, sys
-from affectcache.extractors.mfcc import MFCCExtractor
-from affectcache.extractors.records import MediaItem
+from affectcache.extractors.audio.mfcc import MFCCExtractor
+from affectcache.extractors.core.records import MediaItem
 feats = MFCCExtractor().extract(MediaItem(video_id="x", path=sys.argv[1]))
 print(feats.n_rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
 def bench_rss(out: Path) -> list[dict[str, Any]]:
-    from affectcache.extractors.synthetic import write_clip
+    from affectcache.extractors.testing.synthetic import write_clip
 
     rows = []
     peaks = {}
@@ -200,7 +200,7 @@ def _real_size_audio_models(root: Path) -> dict[str, Path]:
         WavLMModel,
     )
 
-    from affectcache.extractors.wav2vec2_emotion import emotion_model_class
+    from affectcache.extractors.audio.wav2vec2_emotion import emotion_model_class
 
     large = dict(hidden_size=1024, num_attention_heads=16, intermediate_size=4096, feat_extract_norm="layer",
                  do_stable_layer_norm=True, conv_bias=True)
@@ -229,7 +229,7 @@ def _bare_audio_forward(name: str, ext: Any, waves: list[np.ndarray], batch_size
     rows or store): the baseline of the audio pass. Returns the number of windows."""
     import torch
 
-    from affectcache.extractors.audio_windows import pad_batch, zero_mean_unit_var
+    from affectcache.extractors.common.audio_windows import pad_batch, zero_mean_unit_var
 
     loaded, cfg = ext.model, ext.config
     with torch.inference_mode():
@@ -257,7 +257,7 @@ def _bare_audio_forward(name: str, ext: Any, waves: list[np.ndarray], batch_size
 
 def _bench_one_audio_model(name: str, ext: Any, items: list[Any], out: Path, repeat: int,
                            label: str) -> list[dict[str, Any]]:
-    from affectcache.extractors.audio_windows import plan_windows
+    from affectcache.extractors.common.audio_windows import plan_windows
 
     cfg = ext.config
 
@@ -265,7 +265,7 @@ def _bench_one_audio_model(name: str, ext: Any, items: list[Any], out: Path, rep
         if not items:  # no PyAV on this machine: a minute of noise per item instead
             rng = np.random.default_rng(0)
             return [(0.1 * rng.standard_normal(60 * cfg.sample_rate)).astype(np.float32) for _ in range(4)]
-        from affectcache.extractors.media import decode_audio
+        from affectcache.extractors.media.audio import decode_audio
 
         return [decode_audio(it.path, sample_rate=cfg.sample_rate) for it in items]
 
@@ -282,8 +282,8 @@ def _bench_one_audio_model(name: str, ext: Any, items: list[Any], out: Path, rep
             {"benchmark": f"{label}: decode + extractor forward+pooling", "seconds": ours,
              "ratio": ours / bare, "note": f"{n / ours:.1f} windows/s"}]
     if items:
-        from affectcache.store.build import build
         from affectcache.store.manifest import Manifest
+        from affectcache.store.runner import build
 
         def run_build() -> None:
             target = out / f"audio_{name}.zarr"
@@ -300,8 +300,8 @@ def bench_together(label: str, configs: dict[str, Any], items: list[Any], out: P
                    repeat: int) -> list[dict[str, Any]]:
     """``configs``' modalities built one after another (baseline) vs in one ``build_many`` (each item
     decoded once for all), sequentially and side by side (3 modality threads)."""
-    from affectcache.store.build import build, build_many
     from affectcache.store.manifest import Manifest
+    from affectcache.store.runner import build, build_many
 
     manifest = Manifest(items=tuple(items))
     target = out / "together.zarr"
@@ -329,8 +329,8 @@ def bench_together(label: str, configs: dict[str, Any], items: list[Any], out: P
 
 def bench_audio_decode_rates(items: list[Any], repeat: int) -> list[dict[str, Any]]:
     """One decode resampled to 16 and 48 kHz (shared decoding) vs one decode per rate."""
-    from affectcache.extractors.decode_memo import MediaNeeds, shared_decoding
-    from affectcache.extractors.media import decode_audio
+    from affectcache.extractors.media.audio import decode_audio
+    from affectcache.extractors.media.decode_memo import MediaNeeds, shared_decoding
 
     rates = (16000, 48000)
 
@@ -361,8 +361,13 @@ def bench_audio(out: Path, repeat: int, gpu: bool = False) -> list[dict[str, Any
 
     import torch
 
-    from affectcache.extractors.audio_standins import tiny_ast, tiny_clap, tiny_wav2vec2_emotion, tiny_wavlm
-    from affectcache.store.build import make_extractor
+    from affectcache.extractors.testing.audio_standins import (
+        tiny_ast,
+        tiny_clap,
+        tiny_wav2vec2_emotion,
+        tiny_wavlm,
+    )
+    from affectcache.store.runner import make_extractor
 
     on_gpu = gpu and torch.cuda.is_available()
     if gpu and not on_gpu:
@@ -380,8 +385,8 @@ def bench_audio(out: Path, repeat: int, gpu: bool = False) -> list[dict[str, Any
     scale = "real-size random" if on_gpu else "tiny"
     items: list[Any] = []
     if all(importlib.util.find_spec(m) for m in ("av", "zarr")):
-        from affectcache.extractors.records import MediaItem
-        from affectcache.extractors.synthetic import generate_demo_corpus
+        from affectcache.extractors.core.records import MediaItem
+        from affectcache.extractors.testing.synthetic import generate_demo_corpus
 
         clips = generate_demo_corpus(out / "media")[: (12 if on_gpu else 4)]
         items = [MediaItem(video_id=c.video_id, path=str(c.path)) for c in clips]
@@ -460,8 +465,8 @@ def bench_language(out: Path, repeat: int, gpu: bool = False) -> list[dict[str, 
     import torch
 
     from affectcache.extractors import language_standins as ls
-    from affectcache.extractors.behaviour_caption import ras
-    from affectcache.extractors.vlm import TransformersVideoLM, VideoPrompt
+    from affectcache.extractors.engines.vlm import TransformersVideoLM, VideoPrompt
+    from affectcache.extractors.language.behaviour_caption import ras
 
     on_gpu = gpu and torch.cuda.is_available()
     device = "cuda" if on_gpu else "cpu"
@@ -483,9 +488,9 @@ def bench_language(out: Path, repeat: int, gpu: bool = False) -> list[dict[str, 
     requests: list[VideoPrompt] = []
     engine = TransformersVideoLM(cfg.vlm_settings())
     if have_media:
-        from affectcache.extractors.records import MediaItem
-        from affectcache.extractors.synthetic import generate_demo_corpus
-        from affectcache.extractors.video_prompting import item_segments
+        from affectcache.extractors.core.records import MediaItem
+        from affectcache.extractors.engines.video_prompting import item_segments
+        from affectcache.extractors.testing.synthetic import generate_demo_corpus
 
         clips = generate_demo_corpus(out / "media")[: (8 if on_gpu else 3)]
         items = [MediaItem(video_id=c.video_id, path=str(c.path)) for c in clips]
@@ -523,8 +528,8 @@ def bench_language(out: Path, repeat: int, gpu: bool = False) -> list[dict[str, 
             {"benchmark": f"{label}: engine generate (inputs built per call)", "seconds": t_engine,
              "ratio": t_engine / t_bare, "note": f"{n_tokens / t_engine:.1f} new tok/s"}]
     if items:
-        from affectcache.store.build import build
         from affectcache.store.manifest import Manifest
+        from affectcache.store.runner import build
 
         def run_build() -> None:
             target = out / "language_caption.zarr"
@@ -543,12 +548,16 @@ def _bench_whisper(model: str, device: str, items: list[Any], repeat: int,
                    label: str) -> list[dict[str, Any]]:
     import torch
 
-    from affectcache.extractors.speech import SAMPLE_RATE, RecognizerSettings, TransformersWhisperRecognizer
+    from affectcache.extractors.engines.speech import (
+        SAMPLE_RATE,
+        RecognizerSettings,
+        TransformersWhisperRecognizer,
+    )
 
     rec = TransformersWhisperRecognizer(RecognizerSettings(model=model, device=device, language="en",
                                                            max_new_tokens=32, batch_size=16))
     if items:
-        from affectcache.extractors.media import decode_audio
+        from affectcache.extractors.media.audio import decode_audio
 
         waves = [decode_audio(it.path, sample_rate=SAMPLE_RATE) for it in items]
     else:
@@ -577,8 +586,8 @@ def _face_bench_clips(root: Path, n: int, duration_s: float) -> list[Any]:
     """``n`` clips (384x288, 25 fps) with scikit-image's astronaut face sliding across a grey background."""
     from skimage import data
 
-    from affectcache.extractors.records import MediaItem
-    from affectcache.extractors.synthetic import write_clip
+    from affectcache.extractors.core.records import MediaItem
+    from affectcache.extractors.testing.synthetic import write_clip
 
     patch = np.ascontiguousarray(data.astronaut()[30:230, 120:330])
     items = []
@@ -600,7 +609,7 @@ def _real_size_visual_models(root: Path) -> tuple[Path, Path]:
     """CLIP ViT-B/16 and GRADA (EfficientNet-B1) at real size with random weights (no download)."""
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
 
-    from affectcache.extractors.visual_standins import tiny_grada_checkpoint
+    from affectcache.extractors.testing.visual_standins import tiny_grada_checkpoint
 
     clip = root / "clip-b16"
     if not (clip / "config.json").exists():
@@ -620,8 +629,8 @@ def bench_visual(out: Path, repeat: int, gpu: bool = False) -> list[dict[str, An
 
     import torch
 
-    from affectcache.extractors.visual_standins import tiny_clip, tiny_grada_checkpoint
-    from affectcache.store.build import make_extractor
+    from affectcache.extractors.testing.visual_standins import tiny_clip, tiny_grada_checkpoint
+    from affectcache.store.runner import make_extractor
 
     on_gpu = gpu and torch.cuda.is_available()
     device = "cuda" if on_gpu else "cpu"
@@ -649,12 +658,12 @@ def bench_visual(out: Path, repeat: int, gpu: bool = False) -> list[dict[str, An
             rows += _bench_embedder(ext, crops, batch, repeat, f"{label} ({scale}, {where})")
         return rows
 
-    from affectcache.extractors.assets import fetch_asset
-    from affectcache.extractors.face_crops import face_row_frames, row_crops
-    from affectcache.extractors.face_detection import FaceLayout
-    from affectcache.extractors.frame_sampling import sample_frames
-    from affectcache.store.build import build
+    from affectcache.extractors.common.assets import fetch_asset
+    from affectcache.extractors.common.face_crops import face_row_frames, row_crops
+    from affectcache.extractors.media.frame_sampling import sample_frames
+    from affectcache.extractors.visual.face import FaceLayout
     from affectcache.store.manifest import Manifest
+    from affectcache.store.runner import build
     from affectcache.store.zarr_store import FeatureStore
 
     items = _face_bench_clips(root / "media", 4, 8.0)
@@ -726,7 +735,7 @@ def _bench_embedder(ext: Any, crops: list[np.ndarray], batch: int, repeat: int,
         def forward(x: Any) -> Any:
             return loaded.model.get_image_features(pixel_values=x)
     else:
-        from affectcache.extractors.grada import grada_input
+        from affectcache.extractors.visual.grada_face import grada_input
 
         inputs = [torch.from_numpy(np.stack([grada_input(c, loaded.size) for c in crops[i: i + batch]]))
                   for i in range(0, len(crops), batch)]

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from affectcache.cli.main import EXIT_ITEM_FAILURES, app, cli_errors
-from affectcache.extractors.assets import (
+from affectcache.cli._app import EXIT_ITEM_FAILURES, app, cli_errors
+from affectcache.extractors.common.assets import (
     DEFAULT_TIMEOUT_S,
     asset_file,
     assets_home,

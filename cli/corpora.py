@@ -1,6 +1,6 @@
 """``affectcache manifest`` and ``affectcache corpora``: corpus adapters on the command line.
 
-Thin commands over :mod:`affectcache.store.corpora`: read and validate a corpus, print its warnings,
+Thin commands over :mod:`affectcache.store.corpora.base`: read and validate a corpus, print its warnings,
 write the manifest (and, with ``--store``, label tracks and transcripts). A refusal (errors, or warnings
 under ``--strict``) exits with code 2 and writes nothing.
 """
@@ -12,11 +12,11 @@ from typing import Annotated
 
 import typer
 
-from affectcache.cli.main import app, cli_errors
+from affectcache.cli._app import app, cli_errors
 
 
 def _complete_corpus(incomplete: str) -> list[str]:
-    from affectcache.store.corpora import available_corpora
+    from affectcache.store.corpora.base import available_corpora
 
     return [n for n in available_corpora() if n.startswith(incomplete)]
 
@@ -25,7 +25,7 @@ def _complete_corpus(incomplete: str) -> list[str]:
 @cli_errors
 def list_corpora() -> None:
     """List the corpus adapters `affectcache manifest` understands."""
-    from affectcache.store.corpora import available_corpora, get_corpus_adapter
+    from affectcache.store.corpora.base import available_corpora, get_corpus_adapter
 
     for name in available_corpora():
         typer.echo(f"{name:<12} {get_corpus_adapter(name).summary}")
@@ -45,7 +45,7 @@ def manifest(
     strict: Annotated[bool, typer.Option("--strict", help="Refuse on warnings too.")] = False,
 ) -> None:
     """Validate a corpus and write its manifest (plus label tracks and transcripts with --store)."""
-    from affectcache.store.corpora import read_corpus, write_corpus
+    from affectcache.store.corpora.base import read_corpus, write_corpus
 
     result = read_corpus(corpus, root, media)
     if not strict:  # under --strict the refusal lists them

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from affectcache.cli.main import EXIT_ITEM_FAILURES, ManifestOpt, StoreOpt, app, cli_errors
+from affectcache.cli._app import EXIT_ITEM_FAILURES, ManifestOpt, StoreOpt, app, cli_errors
 
 lasca_app = typer.Typer(no_args_is_help=True, help="LaScA: train-split normaliser, window text, embeddings.")
 app.add_typer(lasca_app, name="lasca")
@@ -24,8 +24,8 @@ def normalise(
     out: Annotated[Path | None, typer.Option(help="Stats file (default: beside the store).")] = None,
 ) -> None:
     """Fit min-max stats of the window features on the train split; print the config to use them."""
-    from affectcache.store.lasca import fit_normaliser
     from affectcache.store.manifest import load_manifest
+    from affectcache.store.pipelines.lasca import fit_normaliser
     from affectcache.store.zarr_store import FeatureStore
 
     stats, path = fit_normaliser(FeatureStore(store), load_manifest(manifest), window_s=window_s, hop_s=hop_s,
@@ -46,8 +46,8 @@ def build_chain(
     overwrite: Annotated[bool, typer.Option(help="Rebuild the three modalities.")] = False,
 ) -> None:
     """Normaliser on the train split, then lasca-windows -> lasca-text -> lasca-embedding."""
-    from affectcache.store.lasca import build_lasca
     from affectcache.store.manifest import load_manifest
+    from affectcache.store.pipelines.lasca import build_lasca
     from affectcache.store.zarr_store import FeatureStore
 
     chain = build_lasca(FeatureStore(store), load_manifest(manifest), window_s=window_s, hop_s=hop_s,

@@ -8,14 +8,14 @@ from typing import Annotated
 
 import typer
 
-from affectcache.cli.main import app, cli_errors
-from affectcache.extractors.lexicon import (
+from affectcache.cli._app import app, cli_errors
+from affectcache.extractors.engines.textgen import TEXT_GENERATORS, make_text_generator
+from affectcache.extractors.lasca.lexicon import (
     available_lexicons,
     generate_lexicon,
     lasca_feature_names,
     load_lexicon,
 )
-from affectcache.extractors.textgen import TEXT_GENERATORS, make_text_generator
 
 lexicon_app = typer.Typer(no_args_is_help=True, help="Feature -> affect label lexicons (LaScA).")
 app.add_typer(lexicon_app, name="lexicon")

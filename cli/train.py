@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from affectcache.cli.main import ManifestOpt, StoreOpt, app, cli_errors
+from affectcache.cli._app import ManifestOpt, StoreOpt, app, cli_errors
 
 train_app = typer.Typer(no_args_is_help=True, help="Train models on stored features.")
 app.add_typer(train_app, name="train")
@@ -36,7 +36,7 @@ def preference(
     overwrite: Annotated[bool, typer.Option(help="Replace a run trained on other inputs.")] = False,
 ) -> None:
     """Pairwise preference MLP on window-feature differences; accuracy per fold, Wilcoxon between variants."""
-    from affectcache.extractors.errors import ConfigError
+    from affectcache.extractors.core.errors import ConfigError
     from affectcache.store.manifest import load_manifest
     from affectcache.store.zarr_store import FeatureStore
     from affectcache.trainers.preference import FEATURES_MODALITY, VARIANTS, PreferenceConfig

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from affectcache.extractors.records import FeatureArray
+    from affectcache.extractors.core.records import FeatureArray
 
 __all__ = ["ALIGN_METHODS", "AlignMethod", "align_feature_array", "align_track"]
 

@@ -19,7 +19,7 @@ import socket
 import sys
 from typing import TYPE_CHECKING, Any
 
-from affectcache.extractors.provenance import utc_now
+from affectcache.extractors.core.provenance import utc_now
 from affectcache.store.errors import LockHeldError
 from affectcache.store.zarr_store import FeatureStore, check_modality_name
 

@@ -36,13 +36,13 @@ import logging
 import math
 import os
 import re
-import secrets
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal, TypeAlias
 
-from affectcache.extractors.records import MediaItem
+from affectcache.extractors.core.atomic import atomic_write_bytes
+from affectcache.extractors.core.records import MediaItem
 from affectcache.store.errors import InvalidVideoIdError, ManifestError
 from affectcache.store.ids import validate_video_id
 
@@ -694,7 +694,7 @@ def write_manifest(items: Sequence[MediaItem] | Manifest, path: str | Path, *,
         data = gzip.compress(data, mtime=0)  # mtime=0: the same rows give byte-identical files
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(target, data)
+    atomic_write_bytes(target, data)
     logger.info("wrote manifest %s: %d items", target, len(rows_in))
     return target
 
@@ -771,22 +771,6 @@ def _csv_cell(value: Any) -> str:
 def _csv_round_trips(value: Any) -> bool:
     back = parse_csv_label(_csv_cell(value))
     return type(back) is type(value) and back == value
-
-
-def _atomic_write(target: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``target``, fsync it, then rename it over it."""
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-    # os.open with 0o666 honours the umask, so the manifest gets the usual permissions (not 0600).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with open(fd, "wb") as raw:
-            raw.write(data)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # ---- digest --------------------------------------------------------------------------------------

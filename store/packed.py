@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from affectcache.extractors.records import ROW_KEYS, FeatureArray, ModalityKind
+from affectcache.extractors.core.records import ROW_KEYS, FeatureArray, ModalityKind
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -28,7 +28,7 @@ class PackedModality:
     """Name of the modality in the store (``labels/<track>`` for label tracks)."""
 
     kind: ModalityKind
-    """How rows are keyed (see :data:`affectcache.extractors.records.ModalityKind`)."""
+    """How rows are keyed (see :data:`affectcache.extractors.core.records.ModalityKind`)."""
 
     video_ids: tuple[str, ...]
     """Entry ids, in row order."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from affectcache.store.zarr_store import FeatureStore, label_modality, source_changed
 
 if TYPE_CHECKING:
-    from affectcache.extractors.records import MediaItem
+    from affectcache.extractors.core.records import MediaItem
     from affectcache.store.manifest import Manifest
 
 

@@ -39,9 +39,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import zarr
 
-from affectcache.extractors.config import stable_hash
-from affectcache.extractors.provenance import library_versions, utc_now
-from affectcache.extractors.records import ROW_KEYS, FeatureArray, ModalityKind
+from affectcache.extractors.core.provenance import library_versions, stable_hash, utc_now
+from affectcache.extractors.core.records import ROW_KEYS, FeatureArray, ModalityKind
 from affectcache.store.errors import FeatureNotFoundError, ProvenanceMismatchError, StoreError
 from affectcache.store.ids import validate_video_id
 from affectcache.store.packed import PackedModality

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from affectcache.extractors.assets import HOME_ENV, available_assets, fetch_asset
+from affectcache.extractors.common.assets import HOME_ENV, available_assets, fetch_asset
 
 TEST_HOME_ENV = "AFFECTCACHE_TEST_HOME"
 

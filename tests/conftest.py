@@ -40,7 +40,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of small synthetic clips shared by the session (never modified by tests)."""
-    from affectcache.extractors.synthetic import write_test_clip
+    from affectcache.extractors.testing.synthetic import write_test_clip
 
     root = tmp_path_factory.mktemp("media")
     write_test_clip(root / "a.mp4", duration_s=1.0)
@@ -58,3 +58,11 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def store_path(tmp_path: Path) -> Iterator[Path]:
     """A fresh store location."""
     return tmp_path / "features.zarr"
+
+
+@pytest.fixture(scope="session")
+def asset_home() -> Path:
+    """``AFFECTCACHE_HOME`` holding every registered model asset, verified (fetched once per session)."""
+    from tests.asset_cache import ensure_test_assets
+
+    return ensure_test_assets()

@@ -21,7 +21,7 @@ from affectcache.extractors import (
     register_extractor,
     runtime_only,
 )
-from affectcache.extractors.decode_memo import MediaNeeds
+from affectcache.extractors.media.decode_memo import MediaNeeds
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,7 +120,7 @@ class AudioLevelExtractor(Extractor[AudioLevelConfig]):
         return MediaNeeds(audio_rates=frozenset({self.config.sample_rate}))
 
     def extract(self, item: MediaItem, upstream: Upstream = NO_UPSTREAM) -> FeatureArray:
-        from affectcache.extractors.media import decode_audio
+        from affectcache.extractors.media.audio import decode_audio
 
         wave = decode_audio(item.path, sample_rate=self.config.sample_rate, start_s=item.start_s,
                             end_s=item.end_s)

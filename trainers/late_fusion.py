@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from affectcache.trainers._config import StrictConfig
+from affectcache.extractors.core.config import Config
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -43,7 +43,7 @@ FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, kw_only=True)
-class LateFusionConfig(StrictConfig):
+class LateFusionConfig(Config):
     """How candidate weights are drawn and how many models a fusion may combine."""
 
     max_models: int = 3

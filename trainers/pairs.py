@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from affectcache.extractors.records import FeatureArray
+    from affectcache.extractors.core.records import FeatureArray
 
 
 def window_labels(track: FeatureArray, start_s: npt.ArrayLike, end_s: npt.ArrayLike

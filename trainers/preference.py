@@ -23,11 +23,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from affectcache.extractors.core.config import Config
 from affectcache.store.errors import FeatureNotFoundError, StoreError
 from affectcache.store.zarr_store import label_modality
 from affectcache.trainers.pairs import preference_pairs, window_labels
 
 if TYPE_CHECKING:
+
     from affectcache.store.manifest import Manifest
     from affectcache.store.zarr_store import FeatureStore
 
@@ -42,7 +44,7 @@ TEXT_MODALITY = "lasca-embedding"
 
 
 @dataclass(frozen=True, kw_only=True)
-class PreferenceConfig:
+class PreferenceConfig(Config):
     """Settings of a preference-learning experiment."""
 
     label: str = "arousal"
@@ -93,7 +95,7 @@ class PreferenceConfig:
 
     def validate(self) -> list[str]:
         """Every problem of this config."""
-        problems = []
+        problems = super().validate()
         if self.threshold < 0 or self.epsilon <= 0:
             problems.append("need threshold >= 0 and epsilon > 0")
         unknown = [v for v in self.variants if v not in VARIANTS]
@@ -103,16 +105,6 @@ class PreferenceConfig:
         if self.n_folds < 2 or self.n_seeds < 1 or self.max_iter < 1:
             problems.append("need n_folds >= 2, n_seeds >= 1, max_iter >= 1")
         return problems
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields."""
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PreferenceConfig:
-        """Inverse of :meth:`to_dict`."""
-        fields: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()}
-        return cls(**fields)
 
 
 @dataclass(kw_only=True)

@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from affectcache.extractors.provenance import library_versions, utc_now
+from affectcache.extractors.core.atomic import (
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+)
+from affectcache.extractors.core.provenance import library_versions, utc_now
 from affectcache.store.errors import ProvenanceMismatchError, StoreError
 from affectcache.store.manifest import manifest_digest
 from affectcache.store.zarr_store import label_modality
@@ -139,7 +145,7 @@ def train_preference(fs: FeatureStore, manifest: Manifest, out_dir: str | Path, 
                 break
             model = fit_model(pairs.inputs[variant][train_rows], pairs.label[train_rows], cfg, cfg.seed)
             path = run_dir / "models" / f"{label}-t{threshold:g}-{variant}.pkl"
-            path.write_bytes(pickle.dumps(model))
+            atomic_write_bytes(path, pickle.dumps(model))
             models[variant] = path.name
         for res in results:
             rows.append({"modality": modality, "model": _model_name(res.variant, encoder),
@@ -161,7 +167,7 @@ def train_preference(fs: FeatureStore, manifest: Manifest, out_dir: str | Path, 
               "encoder": encoder, "experiments": experiments,
               "libraries": library_versions(("scikit-learn",))}
     write_tables(rows, run_dir)
-    (run_dir / "run.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    atomic_write_json(run_dir / "run.json", record)
     return PreferenceRun(run_dir=run_dir, record=record, rows=rows)
 
 
@@ -169,11 +175,11 @@ def write_tables(rows: list[dict[str, Any]], run_dir: Path) -> None:
     """results.csv (long format) and results.md (modality x model rows, label/window/threshold columns)."""
     if not rows:
         return
-    with open(run_dir / "results.csv", "w", newline="", encoding="utf-8") as fh:
+    with atomic_path(run_dir / "results.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    (run_dir / "results.md").write_text(markdown_table(rows), encoding="utf-8")
+    atomic_write_text(run_dir / "results.md", markdown_table(rows))
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -218,5 +224,5 @@ def evaluate_run(run_dir: str | Path, fs: FeatureStore, manifest: Manifest, *,
             accuracy = float((model.predict(pairs.inputs[variant]) == pairs.label).mean())
             out.append({"label": cfg.label, "threshold": cfg.threshold, "variant": variant, "split": split,
                         "n_pairs": len(pairs.label), "accuracy": round(accuracy, 4)})
-    (run_dir / f"eval-{split}.json").write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    atomic_write_json(run_dir / f"eval-{split}.json", out)
     return out

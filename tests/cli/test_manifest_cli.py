@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from affectcache.cli.main import app
 from affectcache.store.manifest import load_manifest
 from affectcache.store.zarr_store import FeatureStore
-from tests.store.corpus_fixtures import corpus_clip, write_affwild2
+from tests.store.corpora.corpus_fixtures import corpus_clip, write_affwild2
 
 if TYPE_CHECKING:
     from pathlib import Path

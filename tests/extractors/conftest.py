@@ -11,16 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from affectcache.extractors import ExtractorConfig, MediaItem
-from affectcache.extractors.ast_audio import ASTConfig
-from affectcache.extractors.clap_audio import ClapAudioConfig
-from affectcache.extractors.mfcc import MFCCConfig
-from affectcache.extractors.wav2vec2_emotion import Wav2Vec2EmotionConfig
-from affectcache.extractors.wavlm import WavLMConfig
-from affectcache.extractors.wavlm_frames import WavLMFramesConfig
+from affectcache.extractors.audio.ast import ASTConfig
+from affectcache.extractors.audio.clap_audio import ClapAudioConfig
+from affectcache.extractors.audio.mfcc import MFCCConfig
+from affectcache.extractors.audio.wav2vec2_emotion import Wav2Vec2EmotionConfig
+from affectcache.extractors.audio.wavlm import WavLMConfig
+from affectcache.extractors.audio.wavlm_frames import WavLMFramesConfig
+from tests.extractors.language import factories as language_factories
+from tests.extractors.lasca import factories as lasca_factories
+from tests.extractors.visual import factories as visual_factories
 from tests.helpers import AudioLevelConfig, CountingConfig, DerivedConfig, make_items
-from tests.language import factories as language_factories
-from tests.lasca import factories as lasca_factories
-from tests.visual import factories as visual_factories
 
 Factory = Callable[[Path, Path], tuple[ExtractorConfig, list[MediaItem], dict[str, Any]]]
 
@@ -53,7 +53,7 @@ def _derived(tmp: Path, media: Path) -> tuple[ExtractorConfig, list[MediaItem], 
 
 def _audio_model(kind: str, config_type: type[ExtractorConfig], **fields: Any) -> Factory:
     def factory(tmp: Path, media: Path) -> tuple[ExtractorConfig, list[MediaItem], dict[str, Any]]:
-        from tests.audio_models import tiny_model
+        from tests.tiny_models import tiny_model
 
         items = [*_media_items(media, "a", "b", "c"),
                  MediaItem(video_id="b_clip", path=str(media / "b.mp4"), start_s=0.5, end_s=1.9)]

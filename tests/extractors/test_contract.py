@@ -17,7 +17,7 @@ from affectcache.extractors import (
     available_extractors,
     get_extractor_cls,
 )
-from affectcache.extractors.config import field_docs, is_runtime_only
+from affectcache.extractors.core.config import field_docs, is_runtime_only
 from tests.extractors.conftest import TEST_FACTORIES
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ def test_rows_are_keyed_and_times_increase(case: dict[str, Any]) -> None:
 def test_media_needs_declare_what_extraction_decodes(case: dict[str, Any]) -> None:
     """A task decodes each item once for the rates and samplings its extractors declare; an undeclared
     one would silently cost a second decode."""
-    from affectcache.extractors.decode_memo import shared_decoding
+    from affectcache.extractors.media.decode_memo import shared_decoding
 
     ext = case["cls"](case["config"])
     needs = ext.media_needs()

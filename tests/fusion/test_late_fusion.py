@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from affectcache.extractors.errors import ConfigError
+from affectcache.extractors.core.errors import ConfigError
 from affectcache.trainers.late_fusion import (
     LateFusionConfig,
     apply_late_fusion,

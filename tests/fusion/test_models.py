@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 import torch
 
-from affectcache.extractors.errors import ConfigError
+from affectcache.extractors.core.errors import ConfigError
 from affectcache.trainers.models.dcmmoe import (
     DCMMOEConfig,
     DCMMOEModel,

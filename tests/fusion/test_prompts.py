@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 import torch
 
-from affectcache.extractors.pretrained import model_identity
+from affectcache.extractors.common.pretrained import model_identity
 from affectcache.trainers.models.kookmin import KookminConfig, KookminModel, encode_region_prompts
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ def clip_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny random CLIP stand-in plus a character-level CLIP tokenizer (ids inside its vocabulary)."""
     from transformers import CLIPTokenizer
 
-    from affectcache.extractors.visual_standins import tiny_clip
+    from affectcache.extractors.testing.visual_standins import tiny_clip
 
     folder = tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip")
     vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}

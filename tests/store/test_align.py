@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from affectcache.extractors.records import FeatureArray
+from affectcache.extractors.core.records import FeatureArray
 from affectcache.store.align import EDGE_TOLERANCE_S, align_feature_array, align_track
 
 T = np.array([0.0, 0.1, 0.2, 0.3, 0.4])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from affectcache.extractors.records import MediaItem
+from affectcache.extractors.core.records import MediaItem
 from affectcache.store.errors import ManifestError, StoreError
 from affectcache.store.manifest import (
     MANIFEST_SUFFIXES,

@@ -43,7 +43,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from affectcache.trainers._config import StrictConfig
+from affectcache.extractors.core.config import Config
 from affectcache.trainers.models.fusion_batch import FusionBatch, FusionOutput, require_modalities
 from affectcache.trainers.models.fusion_losses import sequence_ccc_loss
 
@@ -54,7 +54,7 @@ _MASKED_LOGIT = -1e4
 
 
 @dataclass(frozen=True, kw_only=True)
-class DCMMOEConfig(StrictConfig):
+class DCMMOEConfig(Config):
     """DCMMOE architecture and training settings (defaults: the ``dcmmoe`` preset)."""
 
     modalities: tuple[str, ...] = ("face", "behaviour", "audio")

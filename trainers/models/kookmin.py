@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from affectcache.trainers._config import StrictConfig
+from affectcache.extractors.core.config import Config
 from affectcache.trainers.models.fusion_batch import FusionBatch, FusionOutput, require_modalities
 from affectcache.trainers.models.fusion_losses import soft_prompt_loss
 
@@ -59,7 +59,7 @@ DEFAULT_PROMPTS: tuple[str, ...] = tuple(
 """One prompt per default centre, in the same valence-major order."""
 
 @dataclass(frozen=True, kw_only=True)
-class KookminConfig(StrictConfig):
+class KookminConfig(Config):
     """Architecture and loss of the soft-prompt model (paper-level; open choices are marked [I])."""
 
     visual_modality: str = "visual"
@@ -240,7 +240,7 @@ def prompt_encoder_model(image_provenance: Mapping[str, Any]) -> tuple[str, str 
         ValueError: The modality was not made by a CLIP image extractor, or its local model folder has
             changed since (the text tower would not match the image tower).
     """
-    from affectcache.extractors.pretrained import model_identity
+    from affectcache.extractors.common.pretrained import model_identity
 
     extractor = image_provenance.get("extractor")
     if extractor not in CLIP_IMAGE_EXTRACTORS:
@@ -264,7 +264,7 @@ def encode_region_prompts(config: KookminConfig, image_provenance: Mapping[str, 
     Raises:
         ValueError: See :func:`prompt_encoder_model`; or the text width differs from ``text_dim``.
     """
-    from affectcache.extractors.text_embedding import TEXT_ENCODERS, clip_text
+    from affectcache.extractors.language.text_embedding import TEXT_ENCODERS, clip_text
 
     model, revision = prompt_encoder_model(image_provenance)
     encoder = TEXT_ENCODERS["clip-text"](clip_text(model=model, revision=revision, device=device))

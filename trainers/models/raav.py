@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from affectcache.trainers._config import StrictConfig
+from affectcache.extractors.core.config import Config
 from affectcache.trainers.models.dcmmoe import masked_softmax
 from affectcache.trainers.models.fusion_batch import FusionBatch, FusionOutput, require_modalities
 from affectcache.trainers.models.fusion_losses import ccc_mse_loss
@@ -50,7 +50,7 @@ PRIOR_FLOOR = 1e-6
 
 
 @dataclass(frozen=True, kw_only=True)
-class RAAVConfig(StrictConfig):
+class RAAVConfig(Config):
     """RAAV architecture, loss and evaluation settings (defaults: ``mm_cfg_va_s2s.yaml``)."""
 
     frame_modalities: tuple[str, ...] = ("face", "behaviour")

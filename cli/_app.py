@@ -1,0 +1,111 @@
+"""The shared Typer ``app`` of the command line: logging set-up, the error-to-exit-code mapping and the
+options several command groups use. Command modules import it and register their commands on it.
+
+Exit codes: 0 all done; 1 finished, but some items failed (recorded in the store, see ``status``);
+2 refused (bad usage, bad config or manifest, provenance mismatch, lock held); 3 internal error (a bug:
+rerun with ``--debug`` for the traceback). Errors print one line unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+
+import typer
+
+from affectcache.extractors import ConfigError, ExtractorError, available_extractors
+from affectcache.store.errors import StoreError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Build and inspect affectcache feature stores.")
+logger = logging.getLogger("affectcache.cli")
+_state = {"debug": False}
+
+EXIT_OK, EXIT_ITEM_FAILURES, EXIT_REFUSED, EXIT_INTERNAL = 0, 1, 2, 3
+REFUSALS: tuple[type[BaseException], ...] = (StoreError, ConfigError, ExtractorError, FileNotFoundError)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Map library errors to one-line messages and exit codes (tracebacks only with --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except REFUSALS as exc:
+            if _state["debug"]:
+                raise
+            raise _fail(str(exc), EXIT_REFUSED) from None
+        except Exception as exc:
+            if _state["debug"]:
+                raise
+            raise _fail(f"internal error {type(exc).__name__}: {exc} (rerun with --debug for the "
+                        "traceback, and please report it)", EXIT_INTERNAL) from None
+
+    return wrapper
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+) -> None:
+    _state["debug"] = debug
+    package_logger = logging.getLogger("affectcache")
+    package_logger.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
+    for handler in [h for h in package_logger.handlers if isinstance(h, _StderrHandler)]:
+        package_logger.removeHandler(handler)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    package_logger.addHandler(handler)
+    package_logger.propagate = False
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at emit time (test runners swap it per invocation)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        """Ignore assignments: the stream is always the current ``sys.stderr``."""
+
+
+ManifestOpt = Annotated[Path, typer.Option("--manifest", "-m", help="Manifest (CSV or JSONL).")]
+StoreOpt = Annotated[str, typer.Option("--store", "-s", help="Feature store: directory or fsspec URL.")]
+OnlyOpt = Annotated[list[str] | None, typer.Option("--only", help="Only this video id (repeatable).")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML/JSON file of config fields.")]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", help="Override one field: key=value (repeatable).")]
+WorkersOpt = Annotated[int | None, typer.Option(
+    "--workers", "-w", help="Local Dask worker processes (default: one per core; 0 = in this process).")]
+SchedulerOpt = Annotated[str | None, typer.Option(
+    "--scheduler", help="Address (tcp://host:8786) or scheduler file of an existing Dask cluster.")]
+
+
+def _complete_extractor(incomplete: str) -> list[str]:
+    return [n for n in available_extractors() if n.startswith(incomplete)]
+
+
+NameArg = Annotated[str, typer.Argument(help="Extractor / modality name (see `affectcache list`).",
+                                        autocompletion=_complete_extractor)]
+
+

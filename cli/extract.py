@@ -1,0 +1,174 @@
+"""``affectcache list``, ``show-config``, ``extract`` and ``rebuild``: building modalities into a store."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path  # noqa: TC003  (Typer evaluates the annotations at run time)
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from affectcache.cli._app import (
+    EXIT_ITEM_FAILURES,
+    ConfigOpt,
+    ManifestOpt,
+    NameArg,
+    OnlyOpt,
+    SchedulerOpt,
+    SetOpt,
+    StoreOpt,
+    WorkersOpt,
+    _complete_extractor,
+    app,
+    cli_errors,
+)
+from affectcache.extractors import ConfigError, available_extractors, get_extractor_cls
+from affectcache.extractors.core.config import field_docs
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping, Sequence
+
+
+@app.command("list")
+@cli_errors
+def list_extractors() -> None:
+    """List the registered extractors."""
+    for name in available_extractors():
+        cls = get_extractor_cls(name)
+        typer.echo(f"{name:<20} v{cls.version:<3} {cls.modality_kind:<8} {cls.summary}")
+
+
+@app.command("show-config")
+@cli_errors
+def show_config(name: NameArg) -> None:
+    """Print an extractor's default config as YAML, each field with its documentation."""
+    import yaml
+
+    cls = get_extractor_cls(name)
+    docs = field_docs(cls.config_type)
+    for key, value in cls.config_type().to_dict().items():
+        for line in docs.get(key, "").splitlines():
+            typer.echo(f"# {line.strip()}")
+        typer.echo(yaml.safe_dump({key: value}, sort_keys=False).rstrip())
+
+
+def _load_configs(names: Sequence[str], config_file: Path | None, overrides: Sequence[str] | None,
+                  bases: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """Config fields per modality from a YAML/JSON file and ``--set`` overrides, checked strictly.
+
+    With one modality the file holds its fields and ``--set key=value`` sets one. With several, the file
+    maps modality names to their fields and overrides name their modality: ``--set mfcc.n_mfcc=20``.
+    """
+    import yaml
+
+    configs: dict[str, dict[str, Any]] = {name: dict((bases or {}).get(name, {})) for name in names}
+    single = len(names) == 1
+    if config_file is not None:
+        try:
+            loaded = yaml.safe_load(config_file.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{config_file}: not valid YAML/JSON: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{config_file}: expected a mapping of config fields")
+        per_name = {names[0]: loaded} if single else loaded
+        unknown = sorted(set(per_name) - set(names))
+        if unknown or not all(isinstance(v, dict) for v in per_name.values()):
+            raise ConfigError(f"{config_file}: with several modalities, map each of {list(names)} to its "
+                              f"fields (unexpected: {unknown})")
+        for name, fields in per_name.items():
+            configs[name].update(fields)
+    for item in overrides or ():
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        target, dot, field = key.partition(".")
+        if not dot or target not in configs:
+            if not single:
+                raise ConfigError(f"--set {item!r}: name the modality, as in --set {names[0]}.FIELD=VALUE")
+            target, field = names[0], key
+        configs[target][field] = yaml.safe_load(raw) if raw.strip() else None
+    for name, data in configs.items():
+        get_extractor_cls(name).config_type.from_dict(data)  # refuse bad fields before any work
+    return configs
+
+
+@contextlib.contextmanager
+def _executor(scheduler: str | None) -> Iterator[Any]:
+    if scheduler is None:
+        yield None
+        return
+    from affectcache.store.executors import scheduler_client
+
+    with scheduler_client(scheduler) as client:
+        yield client
+
+
+def _run_build(names: Sequence[str], manifest: Path, store: str, configs: dict[str, dict[str, Any]], *,
+               workers: int | None, scheduler: str | None, overwrite: bool, only: Sequence[str] | None,
+               redo: Sequence[str] = (), tuning: Mapping[str, int] | None = None) -> None:
+    from affectcache.store.manifest import load_manifest
+    from affectcache.store.runner import build_many
+
+    if workers is not None and scheduler is not None:
+        raise ConfigError("give either --workers or --scheduler, not both")
+    items = load_manifest(manifest)
+    with _executor(scheduler) as executor:
+        reports = build_many(names, items, store, configs=configs, executor=executor, workers=workers,
+                             overwrite=overwrite, only=only or None, redo=redo, progress=sys.stderr.isatty(),
+                             **(tuning or {}))
+    for report in reports:
+        typer.echo(report.summary())
+        for failure in report.failed:
+            typer.echo(f"  failed {failure.video_id}: {failure.error}: {failure.message}", err=True)
+    if not all(report.ok for report in reports):
+        raise typer.Exit(EXIT_ITEM_FAILURES)
+
+
+@app.command()
+@cli_errors
+def extract(
+    names: Annotated[list[str], typer.Argument(
+        help="Extractor / modality names (see `affectcache list`); several are built together, decoding "
+             "each item once.", autocompletion=_complete_extractor)],
+    manifest: ManifestOpt, store: StoreOpt, config: ConfigOpt = None, set_: SetOpt = None,
+    workers: WorkersOpt = None, scheduler: SchedulerOpt = None,
+    overwrite: Annotated[bool, typer.Option(help="Delete the modality first and rebuild it all.")] = False,
+    only: OnlyOpt = None,
+    decode_budget_mb: Annotated[int | None, typer.Option(
+        min=0, help="MB of decoded media (frames, audio) a task keeps so the modalities built together "
+                    "decode each item once; items beyond it are decoded per modality (default 2048)."),
+    ] = None,
+    modality_threads: Annotated[int | None, typer.Option(
+        min=1, help="Threads a task runs its modalities on, side by side on halves of its items, so CPU "
+                    "work (MediaPipe, decoding) overlaps GPU forwards (default 3 on CUDA, else 1).")] = None,
+) -> None:
+    """Extract modalities for the manifest's items into the store (missing/stale items only)."""
+    configs = _load_configs(names, config, set_)
+    tuning = {key: value for key, value in (("decode_budget_mb", decode_budget_mb),
+                                            ("modality_threads", modality_threads)) if value is not None}
+    _run_build(names, manifest, store, configs, workers=workers, scheduler=scheduler, overwrite=overwrite,
+               only=only, tuning=tuning)
+
+
+@app.command()
+@cli_errors
+def rebuild(
+    name: NameArg, store: StoreOpt, manifest: ManifestOpt, config: ConfigOpt = None, set_: SetOpt = None,
+    workers: WorkersOpt = None, scheduler: SchedulerOpt = None, only: OnlyOpt = None,
+) -> None:
+    """Rebuild a modality (or only some ids) with its stored config, or with the given changes."""
+    from affectcache.store.zarr_store import FeatureStore
+
+    fs = FeatureStore(store)
+    base = dict(fs.provenance(name)["config"]) if fs.has_modality(name) else {}
+    configs = _load_configs([name], config, set_, bases={name: base})
+    if only:
+        _run_build([name], manifest, store, configs, workers=workers, scheduler=scheduler, overwrite=False,
+                   only=only, redo=only)
+    else:
+        _run_build([name], manifest, store, configs, workers=workers, scheduler=scheduler, overwrite=True,
+                   only=None)
+
+

@@ -1,0 +1,1 @@
+"""Multi-step pipelines over a store: the offline demo and the LaScA chain."""
