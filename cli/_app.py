@@ -3,7 +3,9 @@ options several command groups use. Command modules import it and register their
 
 Exit codes: 0 all done; 1 finished, but some items failed (recorded in the store, see ``status``);
 2 refused (bad usage, bad config or manifest, provenance mismatch, lock held); 3 internal error (a bug:
-rerun with ``--debug`` for the traceback). Errors print one line unless ``--debug`` is given.
+rerun with ``--debug`` for the traceback); 4 the environment stopped it (disk full, quota, permission,
+read-only filesystem: fix it and rerun); 130 Ctrl-C; 143 SIGTERM. Errors print one line unless
+``--debug`` is given.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 import typer
 
 from affectcache.extractors import ConfigError, ExtractorError, available_extractors
+from affectcache.store.env_errors import describe_environment_error
 from affectcache.store.errors import StoreError
+from affectcache.store.stopping import StopRequested, stop_on_sigterm
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -28,9 +32,10 @@ R = TypeVar("R")
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Build and inspect affectcache feature stores.")
 logger = logging.getLogger("affectcache.cli")
-_state = {"debug": False}
+_state: dict[str, Any] = {"debug": False, "store": None}
 
-EXIT_OK, EXIT_ITEM_FAILURES, EXIT_REFUSED, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_OK, EXIT_ITEM_FAILURES, EXIT_REFUSED, EXIT_INTERNAL, EXIT_ENVIRONMENT = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130  # Ctrl-C; SIGTERM exits 143 (128 + signal number, the shell's convention)
 REFUSALS: tuple[type[BaseException], ...] = (StoreError, ConfigError, ExtractorError, FileNotFoundError)
 
 
@@ -45,20 +50,31 @@ def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return fn(*args, **kwargs)
+            with stop_on_sigterm():
+                return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
-        except REFUSALS as exc:
-            if _state["debug"]:
-                raise
-            raise _fail(str(exc), EXIT_REFUSED) from None
+        except StopRequested as exc:
+            raise _fail(_with_notes(f"{exc}", exc), exc.exit_code) from None
+        except KeyboardInterrupt as exc:
+            raise _fail(_with_notes("interrupted", exc), EXIT_INTERRUPTED) from None
         except Exception as exc:
             if _state["debug"]:
                 raise
+            problem = describe_environment_error(exc, where=_state.get("store"))
+            if problem is not None:
+                raise _fail(_with_notes(problem, exc), EXIT_ENVIRONMENT) from None
+            if isinstance(exc, REFUSALS):
+                raise _fail(str(exc), EXIT_REFUSED) from None
             raise _fail(f"internal error {type(exc).__name__}: {exc} (rerun with --debug for the "
                         "traceback, and please report it)", EXIT_INTERNAL) from None
 
     return wrapper
+
+
+def _with_notes(message: str, exc: BaseException) -> str:
+    """The message and the notes a command added on the way out (e.g. how much of a build is done)."""
+    return "; ".join([message, *getattr(exc, "__notes__", ())])
 
 
 @app.callback()

@@ -20,9 +20,11 @@ from affectcache.cli._app import (
     StoreOpt,
     WorkersOpt,
     _complete_extractor,
+    _state,
     app,
     cli_errors,
 )
+from affectcache.cli.stops import note_progress
 from affectcache.extractors import ConfigError, available_extractors, get_extractor_cls
 from affectcache.extractors.core.config import field_docs
 
@@ -114,10 +116,15 @@ def _run_build(names: Sequence[str], manifest: Path, store: str, configs: dict[s
     if workers is not None and scheduler is not None:
         raise ConfigError("give either --workers or --scheduler, not both")
     items = load_manifest(manifest)
-    with _executor(scheduler) as executor:
-        reports = build_many(names, items, store, configs=configs, executor=executor, workers=workers,
-                             overwrite=overwrite, only=only or None, redo=redo, progress=sys.stderr.isatty(),
-                             **(tuning or {}))
+    _state["store"] = store
+    try:
+        with _executor(scheduler) as executor:
+            reports = build_many(names, items, store, configs=configs, executor=executor, workers=workers,
+                                 overwrite=overwrite, only=only or None, redo=redo,
+                                 progress=sys.stderr.isatty(), **(tuning or {}))
+    except BaseException as exc:
+        note_progress(exc, store, names)
+        raise
     for report in reports:
         typer.echo(report.summary())
         for failure in report.failed:

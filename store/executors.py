@@ -99,11 +99,20 @@ def local_dask_client(n_workers: int) -> Iterator[Any]:
     """
     from distributed import Client, LocalCluster
 
+    from affectcache.store.stopping import quiet_worker_logs
+
     env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    # Dask's own warnings (a stop's cancellations, lost workers) only at the package's DEBUG level (the
+    # CLI's --debug), and the workers' logs not at all otherwise: every task error reaches the driver,
+    # which reports it. The preload makes workers leave Ctrl-C to the driver.
+    debug = logging.getLogger("affectcache").isEnabledFor(logging.DEBUG)
     # Any free port for the dashboard: several local clusters may run side by side.
     cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                           dashboard_address=":0", silence_logs=logging.WARNING, env=env)
+                           dashboard_address=":0", silence_logs=logging.WARNING if debug else logging.ERROR,
+                           env=env, preload=["affectcache.store.stopping"])
     client = Client(cluster)
+    if not debug:
+        client.run(quiet_worker_logs)
     logger.info("local Dask cluster: %d worker process(es), dashboard %s", n_workers, client.dashboard_link)
     try:
         yield client

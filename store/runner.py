@@ -50,6 +50,7 @@ from affectcache.store.executors import (
 )
 from affectcache.store.ids import validate_video_id
 from affectcache.store.lock import ModalityLock
+from affectcache.store.stopping import signals_deferred
 from affectcache.store.zarr_store import EntryState, FeatureStore, source_changed
 
 if TYPE_CHECKING:
@@ -383,8 +384,9 @@ def _run(fs: FeatureStore, jobs: list[_Job], work: list[MediaItem], executor: Su
                     report = by_name[name].report
                     report.written.extend(result.written)
                     report.failed.extend(result.failed)
-                    fs.record_failures(name, {f.video_id: f.record() for f in result.failed},
-                                       resolved=result.written)
+                    with signals_deferred():  # a stop never cuts a record in half
+                        fs.record_failures(name, {f.video_id: f.record() for f in result.failed},
+                                           resolved=result.written)
                     for failure in result.failed:
                         logger.warning("%s: skipped %s: %s", name, failure.video_id, failure.message)
                 advance(len({vid for r in results.values() for vid in (*r.written,

@@ -28,9 +28,11 @@ writers never touch the same Zarr key.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import zarr
+from zarr.errors import ContainsGroupError, ZarrUserWarning
 
 from affectcache.extractors.core.provenance import library_versions, stable_hash, utc_now
 from affectcache.extractors.core.records import ROW_KEYS, FeatureArray, ModalityKind
@@ -129,6 +132,9 @@ class FeatureStore:
             self._root = zarr.open_group(self.url, zarr_format=3, **kwargs)
         except FileNotFoundError as exc:
             raise FeatureNotFoundError(f"no feature store at {self.url}") from exc
+        except ContainsGroupError:
+            # Mode "a" checks, then creates: another process created the store in between. Open theirs.
+            self._root = zarr.open_group(self.url, zarr_format=3, **{**kwargs, "mode": "r+"})
         if not read_only and "affectcache" not in self._root.attrs:
             self._root.update_attributes({"affectcache": {"layout": LAYOUT_VERSION, "created": utc_now()}})
 
@@ -157,7 +163,8 @@ class FeatureStore:
             return None
         if f"{PRIVATE_GROUP}/locks" not in self._root:
             self._writable()
-            self._root.require_group(f"{PRIVATE_GROUP}/locks")
+            with contextlib.suppress(ContainsGroupError):  # created by a concurrent builder meanwhile
+                self._root.require_group(f"{PRIVATE_GROUP}/locks")
         return root / PRIVATE_GROUP
 
     # ---- narrowing zarr's Array | Group union in one place ---------------------------------------
@@ -271,7 +278,10 @@ class FeatureStore:
         """State of every entry of a modality, complete or not."""
         group = self._group(check_modality_name(name))
         try:
-            children = [(vid, _attrs(sub)) for vid, sub in group.groups()]
+            with warnings.catch_warnings():
+                # A folder without metadata: a writer killed (or out of space) before its first write.
+                warnings.filterwarnings("ignore", "Object at .* is not recognized", ZarrUserWarning)
+                children = [(vid, _attrs(sub)) for vid, sub in group.groups()]
         except _ZARR_READ_ERRORS:
             # Some entry's metadata was cut short by a killed writer: read entries one by one.
             children = [(vid, self._entry_attrs(f"{name}/{vid}")) for vid in self._child_names(name)]

@@ -69,6 +69,8 @@ class BahAdapter(CorpusAdapter):
             except (OSError, UnicodeDecodeError) as exc:
                 log.error(path, None, f"cannot read ({type(exc).__name__}: {exc})")
                 continue
+            if not any(text.strip() for text in lines):
+                log.warning(path, None, f"split file is empty; no {split} videos")
             for line_no, text in enumerate(lines, start=1):
                 if not text.strip():
                     continue
@@ -77,6 +79,10 @@ class BahAdapter(CorpusAdapter):
                     log.error(path, line_no, f"expected '<path>,<label>,<transcript>', got {text[:80]!r}")
                     continue
                 rel_video = parts[0].strip()
+                if os.path.isabs(rel_video) or ".." in Path(rel_video).parts:
+                    log.error(path, line_no, f"video path {rel_video!r} leaves --media (absolute, or with "
+                                             "'..'); expected a path under it, such as Videos/P001/...")
+                    continue
                 transcript = parts[2].strip() if len(parts) == 3 else ""
                 vid = safe_video_id(Path(rel_video).stem)
                 if not reading.claim(vid, path, line_no):

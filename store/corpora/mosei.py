@@ -231,7 +231,8 @@ def _read_csd_labels(path: Path, folds: dict[str, str], log: ProblemLog) -> list
             if folds and split is None:
                 log.warning(where, None, f"video {video!r} is in none of the standard folds; no split")
             for row in range(feats.shape[0]):
-                start, end = float(intervals[row, 0]), float(intervals[row, 1])
+                start = _clamp_start(float(intervals[row, 0]), float(intervals[row, 1]), where, row + 1, log)
+                end = float(intervals[row, 1])
                 if not (np.isfinite(start) and np.isfinite(end) and 0 <= start < end):
                     log.error(where, row + 1, f"interval [{start}, {end}] is not a clip (0 <= start < end)")
                     continue
@@ -247,6 +248,16 @@ def _read_csd_labels(path: Path, folds: dict[str, str], log: ProblemLog) -> list
                 out.append(_Utterance(video=video, start_s=start, end_s=end, split=split, labels=labels,
                                       where=where, line=row + 1))
     return out
+
+
+def _clamp_start(start: float, end: float, where: str, line: int, log: ProblemLog) -> float:
+    """A start slightly before the video (the CMU label files have some, e.g. -0.4776) becomes 0, with a
+    warning naming the segment; the rest of the corpus imports. Other bad intervals are left as they are,
+    for the caller to refuse."""
+    if np.isfinite(start) and np.isfinite(end) and start < 0 < end:
+        log.warning(where, line, f"interval [{start:g}, {end:g}] starts before the video; start clamped to 0")
+        return 0.0
+    return start
 
 
 def _attach_words(path: Path, utterances: list[_Utterance], log: ProblemLog) -> None:

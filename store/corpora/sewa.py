@@ -1,6 +1,7 @@
 """SEWA (AVEC 2019 Cross-cultural Emotion Sub-challenge release) corpus adapter: 10 Hz label traces.
 
-Reads ``<Partition>_<Culture>_<NN>.csv`` label files found under ``--root`` (normally ``labels/``):
+Reads the ``<Partition>_<Culture>_<NN>.csv`` label files of ``--root``: the release folder (only its
+``labels/`` is read; the feature folders beside it use the same file names) or ``labels/`` itself:
 semicolon-separated, header ``name;timestamp;arousal;valence;liking``, ``name`` quoted like
 ``'Devel_DE_01'``, one row every 0.1 s. Each file's recording ``<name>.<video suffix>`` is looked up
 under ``--media``. Partitions map to splits (``Train`` → train, ``Devel`` → val, ``Test`` → test); the
@@ -61,10 +62,14 @@ class SewaAdapter(CorpusAdapter):
         """Read every label file; see the module docstring."""
         reading = CorpusReading(self.name, root, media, track_descriptions=self.track_descriptions)
         log = reading.log
-        files = sorted(p for p in root.rglob("*.csv") if FILE_PATTERN.match(p.name))
+        # The release root holds feature folders (visual_features_xbow/, ...) whose CSVs carry the very
+        # same <Part>_<CC>_<NN> names: read only the label folder, given or found under the root.
+        label_dir = root / "labels" if (root / "labels").is_dir() else root
+        files = sorted(p for p in label_dir.rglob("*.csv") if FILE_PATTERN.match(p.name))
         if not files:
-            return reading.refuse(root, "no <Train|Devel|Test>_<CC>_<NN>.csv label files found under the "
-                                        "root")
+            return reading.refuse(label_dir, "no <Train|Devel|Test>_<CC>_<NN>.csv label files found; give "
+                                             "the release folder (holding labels/) or its labels/ folder as "
+                                             "--root")
         for path in files:
             match = FILE_PATTERN.match(path.name)
             if match is None:  # cannot happen: files were filtered by the pattern

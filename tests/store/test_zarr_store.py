@@ -225,3 +225,32 @@ def test_load_packs_a_whole_modality(store_path: Path) -> None:
     np.testing.assert_array_equal(subset.values[subset.rows("a")], written["a"].values)
     with pytest.raises(KeyError, match="'b' is not loaded"):
         subset.rows("b")
+
+
+_RACER = """
+import sys, time
+from affectcache.store.zarr_store import FeatureStore
+base, start, n = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+for i in range(n):
+    while time.time() < start + 0.05 * i:
+        pass
+    FeatureStore(f"{base}/s{i}.zarr").private_dir()  # the root group, then the locks group
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_processes_creating_the_same_new_store_all_open_it(tmp_path: Path) -> None:
+    # Mode "a" checks, then creates: before the fix about a quarter of such racers died with
+    # ContainsGroupError. Each racer creates the same 20 new stores at the same instants.
+    import subprocess
+    import sys
+    import time
+
+    start = time.time() + 3.0  # every racer imported and waiting
+    procs = [subprocess.Popen([sys.executable, "-c", _RACER, str(tmp_path), str(start), "20"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outputs = [proc.communicate(timeout=120) for proc in procs]
+    assert [out.strip() for out, _ in outputs] == ["ok"] * 3, [err[-400:] for _, err in outputs]
+    for i in range(20):
+        assert FeatureStore(tmp_path / f"s{i}.zarr", read_only=True).modalities() == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import shutil
 import struct
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -111,9 +112,31 @@ def write_mosei_csv(root: Path, clip: Path) -> Path:
 
 
 # ---- FIv2: Python 2 pickles ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Py2Float64:
+    """A ``numpy.float64`` as numpy 1.x under Python 2 pickled it (what the official FIv2 files hold)."""
+
+    value: float
+
+
+_SCALAR_MEMO, _DTYPE_MEMO = 250, 251  # memo slots: the scalar global and the dtype, reused as Python 2 did
+
+
 def py2_pickle(obj: Any) -> bytes:
-    """Protocol-2 pickle as Python 2 wrote it: ``str`` as byte strings (here UTF-8 bytes)."""
+    """Protocol-2 pickle as Python 2 wrote it: ``str`` as byte strings (here UTF-8 bytes); numpy float64
+    scalars (:class:`Py2Float64`) as ``numpy.core.multiarray.scalar(dtype('f8', 0, 1) + state, bytes)``."""
+    memo: set[int] = set()
+
     def dump(value: Any) -> bytes:
+        if isinstance(value, Py2Float64):
+            if _SCALAR_MEMO in memo:
+                head = bytes([ord("h"), _SCALAR_MEMO, ord("h"), _DTYPE_MEMO])  # BINGET x2
+            else:
+                memo.update({_SCALAR_MEMO, _DTYPE_MEMO})
+                state = b"(K\x03U\x01<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t"
+                head = (b"cnumpy.core.multiarray\nscalar\nq" + bytes([_SCALAR_MEMO])
+                        + b"cnumpy\ndtype\nU\x02f8K\x00K\x01\x87R" + state + b"bq" + bytes([_DTYPE_MEMO]))
+            return head + b"U\x08" + struct.pack("<d", value.value) + b"\x86R"
         if isinstance(value, dict):
             body = b"".join(dump(k) + dump(v) for k, v in value.items())
             return b"}" + (b"(" + body + b"u" if value else b"")
@@ -138,12 +161,15 @@ def write_fiv2(root: Path, clip: Path) -> Path:
     """``annotation_*.pkl`` / ``transcription_*.pkl`` (Py2 style and Py3 protocol 2) + clips."""
     import pickle
 
-    ann_train = {t: {c: s + 0.01 * k for c, s in FIV2_SCORES["train"].items()}
+    # As released: the interview scores are numpy float64 scalars, the traits plain floats.
+    ann_train = {t: {c: Py2Float64(s + 0.01 * k) if t == "interview" else s + 0.01 * k
+                     for c, s in FIV2_SCORES["train"].items()}
                  for k, t in enumerate(FIV2_TRAITS)}
     (root / "annotation_training.pkl").write_bytes(py2_pickle(ann_train))
     (root / "transcription_training.pkl").write_bytes(py2_pickle(
         {"LNM1i-a9q_A.005.mp4": "Café au lait, señor", "zzZ-0001.002.mp4": "plain text"}))
-    ann_val = {t: dict(FIV2_SCORES["val"]) for t in FIV2_TRAITS}
+    # Re-saved under Python 3 with numpy 2: numpy._core scalars, raw bytes through _codecs.encode.
+    ann_val = {t: {c: np.float64(v) for c, v in FIV2_SCORES["val"].items()} for t in FIV2_TRAITS}
     (root / "annotation_validation.pkl").write_bytes(pickle.dumps(ann_val, protocol=2))
     (root / "transcription_validation.pkl").write_bytes(pickle.dumps({"Val_clip.001.mp4": "naïve ünïcode"},
                                                                      protocol=2))
@@ -223,7 +249,8 @@ def sewa_rows(n: int, seed: int) -> np.ndarray:
 
 def write_sewa(root: Path, clip: Path, *, names: tuple[str, ...] = ("Train_DE_01", "Devel_HU_02"),
                n_rows: int = 8) -> Path:
-    """``labels/<name>.csv`` (semicolons, quoted names, 10 Hz) + ``media/<name>.mp4``."""
+    """The release layout: ``labels/<name>.csv`` (semicolons, quoted names, 10 Hz), feature folders with
+    the same file names, and ``media/<name>.mp4``."""
     (root / "labels").mkdir(parents=True, exist_ok=True)
     for k, name in enumerate(names):
         values = sewa_rows(n_rows, k)
@@ -231,6 +258,11 @@ def write_sewa(root: Path, clip: Path, *, names: tuple[str, ...] = ("Train_DE_01
         lines += [f"'{name}';{i / 10:.1f};{a};{v};{li}" for i, (a, v, li) in enumerate(values)]
         (root / "labels" / f"{name}.csv").write_text("\n".join(lines) + "\n")
         place_clip(clip, root / "media" / f"{name}.mp4")
+        # As released: feature folders beside labels/ with the same file names.
+        for folder, header in (("visual_features_xbow", "name;frameTime;xbow_0"),
+                               ("audio_features_egemaps", "name;frameTime;F0semitoneFrom27.5Hz")):
+            (root / folder).mkdir(exist_ok=True)
+            (root / folder / f"{name}.csv").write_text(f"{header}\n'{name}';0.0;0.5\n")
     return root
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from affectcache.extractors.media.video import iter_frames
 from affectcache.store.align import align_feature_array
-from affectcache.store.corpora.base import import_corpus, read_corpus
+from affectcache.store.corpora.base import CorpusError, import_corpus, read_corpus
 from affectcache.store.corpora.meld import parse_time
 from affectcache.store.manifest import load_manifest
 from affectcache.store.zarr_store import FeatureStore
@@ -61,6 +62,32 @@ def test_bah_bad_labels_duplicates_and_missing_videos(tmp_path: Path, corpus_cli
     assert any(t.startswith(f"{split}/train.txt:2: error: label 'x'") for t in text)
     assert any(t.startswith(f"{split}/train.txt:3: error: duplicate video 'a'") for t in text)
     assert any(t.startswith(f"{split}/val.txt:1: warning: label without media") for t in text)
+
+
+def test_bah_refuses_video_paths_that_leave_media_and_names_an_empty_split_file(
+        tmp_path: Path, corpus_clip: Path) -> None:
+    root = write_bah(tmp_path, corpus_clip)
+    split = root / "dataset-splits/video-level/BAH_DB/split-0"
+    outside = root / "outside" / "x.mp4"  # a real file outside --media (root/media)
+    outside.parent.mkdir()
+    outside.write_bytes(b"not yours")
+    media = root / "media"
+    shutil.copytree(root / "Videos", media / "Videos")
+    hostile = ["../outside/x.mp4", "Videos/a/../../../outside/x.mp4", str(outside)]
+    (split / "train.txt").write_text("".join(f"{p},1,t\n" for p in hostile))
+    (split / "test.txt").write_bytes(b"")
+    result = read_corpus("bah", root, media)
+    text = [str(p) for p in result.problems]
+    for line, rel in enumerate(hostile, start=1):
+        assert (f"dataset-splits/video-level/BAH_DB/split-0/train.txt:{line}: error: video path {rel!r} "
+                "leaves --media (absolute, or with '..'); expected a path under it, such as Videos/P001/..."
+                ) in text
+    assert "dataset-splits/video-level/BAH_DB/split-0/test.txt: warning: split file is empty; no test " \
+           "videos" in text
+    assert all(not item.path.startswith(str(root / "outside")) for item in result.items)
+    with pytest.raises(CorpusError, match="leaves --media"):
+        import_corpus("bah", root, tmp_path / "m.csv", media=media)
+    assert not (tmp_path / "m.csv").exists()
 
 
 # ---- MELD ----------------------------------------------------------------------------------------
@@ -149,3 +176,18 @@ def test_sewa_quoted_names_bad_rows_and_empty_test_labels(tmp_path: Path, corpus
     errors = [str(p) for p in read_corpus("sewa", root, root / "media").errors]
     assert errors == ["labels/Test_CN_03.csv:2: error: name 'Other_01' differs from the file's recording "
                       "'Test_CN_03'"]
+
+
+def test_sewa_reads_only_the_labels_of_the_release_root_or_of_labels_itself(tmp_path: Path,
+                                                                            corpus_clip: Path) -> None:
+    root = write_sewa(tmp_path, corpus_clip)
+    assert (root / "visual_features_xbow" / "Train_DE_01.csv").exists()  # same names as the labels
+    for given in (root, root / "labels"):
+        result = read_corpus("sewa", given, root / "media")
+        assert result.problems == (), given
+        assert sorted(i.video_id for i in result.items) == ["Devel_HU_02", "Train_DE_01"]
+        assert {e.video_id for e in result.tracks} == {"Devel_HU_02", "Train_DE_01"}
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    (error,) = read_corpus("sewa", empty, root / "media").errors
+    assert "give the release folder (holding labels/) or its labels/ folder as --root" in str(error)

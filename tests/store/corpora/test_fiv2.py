@@ -13,6 +13,7 @@ from affectcache.store.zarr_store import FeatureStore
 from tests.store.corpora.corpus_fixtures import (
     FIV2_TRAITS,
     HostilePayload,
+    Py2Float64,
     corpus_clip,
     py2_pickle,
     write_fiv2,
@@ -96,3 +97,65 @@ def test_missing_and_out_of_range_scores_are_reported(tmp_path: Path, corpus_cli
     first = next(i for i in result.items if i.video_id == "LNM1i-a9q_A.005")
     assert first.labels["openness"] is None
     assert first.labels["interview"] is None
+
+
+def test_numpy_scalars_load_as_released_and_as_resaved_by_python3() -> None:
+    import numpy as np
+
+    py2 = py2_pickle({"a.mp4": Py2Float64(0.625), "b.mp4": Py2Float64(-1.5e-3), "c.mp4": 0.25})
+    assert b"cnumpy.core.multiarray\nscalar\n" in py2
+    loaded = load_data_pickle(py2)
+    assert loaded == {"a.mp4": 0.625, "b.mp4": -1.5e-3, "c.mp4": 0.25}
+    assert all(type(v) is float for v in loaded.values())
+    py3 = pickle.dumps({"f": np.float64(0.5), "i": np.int64(-7), "b": np.bool_(True), "raw": b"\x00\xff"},
+                       protocol=2)
+    assert b"numpy._core.multiarray" in py3 or b"numpy.core.multiarray" in py3
+    loaded = load_data_pickle(py3)
+    assert loaded == {"f": 0.5, "i": -7, "b": True, "raw": b"\x00\xff"}
+    assert [type(loaded[k]) for k in ("f", "i", "b")] == [float, int, bool]
+
+
+_SCALAR = b"cnumpy.core.multiarray\nscalar\n"
+_F8 = b"cnumpy\ndtype\nU\x02f8K\x00K\x01\x87R"
+_PLAIN_STATE = b"(K\x03U\x01<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
+_GADGETS = {
+    "numpy.load": (b"\x80\x02cnumpy\nload\nU\x08/etc/pwd\x85R.", r"asks for numpy\.load"),
+    "object array": (None, r"asks for numpy\.(_core|core)\.multiarray\._reconstruct"),
+    "object dtype": (b"\x80\x02cnumpy\ndtype\nU\x01OK\x00K\x01\x87R.", r"numpy\.dtype\('O'"),
+    "float32 dtype": (b"\x80\x02cnumpy\ndtype\nU\x02f4K\x00K\x01\x87R.", r"numpy\.dtype\('f4'"),
+    "aligned dtype": (b"\x80\x02cnumpy\ndtype\nU\x02f8K\x01K\x01\x87R.", r"numpy\.dtype\('f8', 1, 1\)"),
+    "dtype with fields": (b"\x80\x02" + _F8 + b"(K\x03U\x01<NU\x01x\x85}U\x01xNsJ\xff\xff\xff\xff"
+                          b"J\xff\xff\xff\xffK\x00tb.", "only plain scalar dtypes"),
+    "scalar of a string": (b"\x80\x02" + _SCALAR + b"U\x02f8U\x08\x00\x00\x00\x00\x00\x00\xe0?\x86R.",
+                           "not a plain scalar dtype"),
+    "scalar of 9 bytes": (b"\x80\x02" + _SCALAR + _F8 + _PLAIN_STATE + b"U\x09" + b"\x00" * 9 + b"\x86R.",
+                          "not 8 bytes"),
+    "other codec": (b"\x80\x02c_codecs\nencode\nU\x03abcU\x04zlib\x86R.", "only the latin1 encoding"),
+    "numpy frombuffer": (b"\x80\x02cnumpy\nfrombuffer\nU\x01x\x85R.", r"asks for numpy\.frombuffer"),
+    "builtins getattr": (b"\x80\x02c__builtin__\ngetattr\n.", r"asks for __builtin__\.getattr"),
+}
+
+
+@pytest.mark.parametrize("gadget", sorted(_GADGETS))
+def test_numpy_gadgets_and_other_globals_are_refused(gadget: str, tmp_path: Path) -> None:
+    import numpy as np
+
+    payload, message = _GADGETS[gadget]
+    if payload is None:  # numpy's own pickle of an object array holding a code-running object
+        marker = tmp_path / "pwned"
+        payload = pickle.dumps(np.array([HostilePayload(marker), 1], dtype=object), protocol=2)
+    with pytest.raises(UnsafePickleError, match=message):
+        load_data_pickle(payload)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_refused_global_is_never_imported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    marker = tmp_path / "imported"
+    (tmp_path / "sentinel_gadget.py").write_text(f"open({str(marker)!r}, 'w').close()\nrun = print\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(UnsafePickleError, match=r"asks for sentinel_gadget\.run"):
+        load_data_pickle(b"\x80\x02csentinel_gadget\nrun\nU\x02hi\x85R.")
+    assert "sentinel_gadget" not in sys.modules
+    assert not marker.exists()

@@ -74,3 +74,31 @@ def test_scd_csv_tables_give_the_same_ids_and_their_text(tmp_path: Path, corpus_
     assert items["-3g5yACwYnA_0.0000_0.3000"].labels["Anger"] == 0.5
     texts = {t.video_id: t.text for t in result.transcripts}
     assert texts["-3g5yACwYnA_0.0000_0.3000"] == ("well, I think so",)
+
+
+def test_a_slightly_negative_start_is_clamped_with_a_warning_and_the_rest_imports(
+        tmp_path: Path, corpus_clip: Path) -> None:
+    # As released: some CMU label intervals start before the video (CMU-MultimodalSDK reports -0.4776).
+    labels = {"-3g5yACwYnA": ([[1.0] + [0.0] * 6, [-1.0] + [0.0] * 6, [0.5] + [0.0] * 6],
+                              [[-0.4776, 0.3], [0.3, 0.7], [-0.9, -0.2]]),
+              "abc_DEF-12": MOSEI_LABELS["abc_DEF-12"]}
+    root = write_mosei_csd(tmp_path, corpus_clip, words=False, labels=labels)
+    result = read_corpus("mosei", root)
+    problems = [str(p) for p in result.problems]
+    assert "CMU_MOSEI_Labels.csd[data/-3g5yACwYnA]:1: warning: interval [-0.4776, 0.3] starts before the " \
+           "video; start clamped to 0" in problems
+    # A segment wholly before the video is no clip at all: still refused, naming it.
+    assert [str(e) for e in result.errors] == [
+        "CMU_MOSEI_Labels.csd[data/-3g5yACwYnA]:3: error: interval [-0.9, -0.2] is not a clip "
+        "(0 <= start < end)"]
+    del labels["-3g5yACwYnA"][0][2], labels["-3g5yACwYnA"][1][2]
+    root = write_mosei_csd(tmp_path, corpus_clip, words=False, labels=labels)
+    result = read_corpus("mosei", root)
+    assert result.errors == []
+    items = {item.video_id: item for item in result.items}
+    assert sorted(items) == ["-3g5yACwYnA_0.0000_0.3000", "-3g5yACwYnA_0.3000_0.7000",
+                             "abc_DEF-12_0.1000_0.6000"]
+    clamped = items["-3g5yACwYnA_0.0000_0.3000"]
+    assert (clamped.start_s, clamped.end_s, clamped.labels["sentiment"]) == (0.0, 0.3, 1.0)
+    import_corpus("mosei", root, tmp_path / "m.csv")  # warnings only: the import goes through
+    assert (tmp_path / "m.csv").exists()
