@@ -29,11 +29,9 @@ $(VENV)/.modules: $(DEPS_STAMP) FORCE
 	  $(BIN)/python -m pip install -q --no-deps -e . --config-settings editable_mode=strict && \
 	  echo "$(MODULES)" > $@; }
 
+# The whole chain (corpus, every modality, LaScA, training) is one command: store/pipelines/demo.py.
 demo: venv
 	$(BIN)/affectcache demo --out $(DEMO_OUT)
-	$(BIN)/affectcache lasca build -s $(DEMO_OUT)/features.zarr -m $(DEMO_OUT)/demo.jsonl --window-s 3
-	$(BIN)/affectcache train preference -s $(DEMO_OUT)/features.zarr -m $(DEMO_OUT)/demo.jsonl \
-	    --out $(DEMO_OUT)/runs/lasca-arousal --label arousal --threshold 0.1 --threshold 0.2 --folds 12
 
 lint: venv
 	$(BIN)/ruff check .

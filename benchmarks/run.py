@@ -21,6 +21,8 @@ Measured:
      side by side in threads) vs the same modalities built one after another, for the audio models
      (wavlm 16 kHz + clap-audio 48 kHz + ast) and the visual ones (face, clip-face, grada-face, clip-scene);
      and one audio decode resampled to 16 and 48 kHz vs a decode per rate.
+  9. trainers (``benchmarks/bench_trainers.py``): a ras-face epoch through the loop vs a bare PyTorch loop,
+     and the ras-face views of Aff-Wild2-like inputs vs ``FeatureStore.load`` of them.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from bench_trainers import bench_trainers  # benchmarks/ is on sys.path when run as a script
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -779,6 +782,8 @@ def main() -> None:
     parser.add_argument("--skip-rss", action="store_true", help="skip the 10-minute clip")
     parser.add_argument("--gpu", action="store_true",
                         help="audio models at real size on CUDA (random weights)")
+    parser.add_argument("--trainer-videos", type=int, default=600,
+                        help="videos of the Aff-Wild2-like input of the trainer view benchmark")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("distributed").setLevel(logging.WARNING)
@@ -791,6 +796,7 @@ def main() -> None:
     results += bench_audio(args.out, args.repeat, gpu=args.gpu)
     results += bench_language(args.out, args.repeat, gpu=args.gpu)
     results += bench_visual(args.out, args.repeat, gpu=args.gpu)
+    results += bench_trainers(args.repeat, gpu=args.gpu, n_videos=args.trainer_videos)
     if not args.skip_rss:
         results += bench_rss(args.out)
     width = max(len(r["benchmark"]) for r in results)

@@ -19,6 +19,13 @@ from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 import typer
 
 from affectcache.extractors import ConfigError, ExtractorError, available_extractors
+from affectcache.extractors.core.verbosity import (
+    THIRD_PARTY_LOGGERS,
+    Verbosity,
+    apply_verbosity,
+    export_verbosity,
+    install_native_log_filter,
+)
 from affectcache.store.env_errors import describe_environment_error
 from affectcache.store.errors import StoreError
 from affectcache.store.stopping import StopRequested, stop_on_sigterm
@@ -32,7 +39,7 @@ R = TypeVar("R")
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Build and inspect affectcache feature stores.")
 logger = logging.getLogger("affectcache.cli")
-_state: dict[str, Any] = {"debug": False, "store": None}
+_state: dict[str, Any] = {"debug": False, "quiet": False, "native_filter": False, "store": None}
 
 EXIT_OK, EXIT_ITEM_FAILURES, EXIT_REFUSED, EXIT_INTERNAL, EXIT_ENVIRONMENT = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130  # Ctrl-C; SIGTERM exits 143 (128 + signal number, the shell's convention)
@@ -77,20 +84,60 @@ def _with_notes(message: str, exc: BaseException) -> str:
     return "; ".join([message, *getattr(exc, "__notes__", ())])
 
 
-@app.callback()
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"affectcache {version('affectcache')}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback(epilog="Example: affectcache manifest folder --root videos/ --out m.jsonl && "
+                     "affectcache extract mfcc face -m m.jsonl -s features.zarr")
 def _main(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Tracebacks, debug logs and native library logs.")
+                     ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Progress logs and library warnings.")
+                       ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors (results go to files/status).")
+                     ] = False,
+    _show_version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False,
 ) -> None:
     _state["debug"] = debug
+    level: Verbosity = "debug" if debug else "quiet" if quiet else "verbose" if verbose else "normal"
+    _state["quiet"] = level == "quiet"
+    export_verbosity(level)
+    apply_verbosity(level)
+    if _state["native_filter"] and level != "debug":
+        install_native_log_filter()
     package_logger = logging.getLogger("affectcache")
-    package_logger.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
+    package_logger.setLevel({"debug": logging.DEBUG, "verbose": logging.INFO, "normal": logging.WARNING,
+                             "quiet": logging.ERROR}[level])
     for handler in [h for h in package_logger.handlers if isinstance(h, _StderrHandler)]:
         package_logger.removeHandler(handler)
     handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if debug or verbose
+                                           else "%(levelname)s: %(message)s"))
     package_logger.addHandler(handler)
     package_logger.propagate = False
+    for name in THIRD_PARTY_LOGGERS:  # library warnings (with -v) print like ours
+        third = logging.getLogger(name)
+        for old in [h for h in third.handlers if isinstance(h, _StderrHandler)]:
+            third.removeHandler(old)
+        third.addHandler(handler)
+        third.propagate = False
+
+
+def is_quiet() -> bool:
+    """Whether ``-q`` was given: commands then print nothing on success."""
+    return bool(_state["quiet"])
+
+
+def echo(message: str) -> None:
+    """Print a result line unless ``-q``."""
+    if not _state["quiet"]:
+        typer.echo(message)
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -43,11 +43,17 @@ def manifest(
     store: Annotated[str | None, typer.Option(
         "--store", "-s", help="Also write label tracks and transcripts into this feature store.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Refuse on warnings too.")] = False,
+    glob: Annotated[list[str] | None, typer.Option(
+        "--glob", help="folder: files to take, e.g. '*.mp4' (repeatable; default every video suffix).")
+    ] = None,
 ) -> None:
-    """Validate a corpus and write its manifest (plus label tracks and transcripts with --store)."""
+    """Validate a corpus and write its manifest (plus label tracks and transcripts with --store).
+
+    Example: affectcache manifest folder --root videos/ --glob '*.mp4' --out manifest.jsonl
+    """
     from affectcache.store.corpora.base import read_corpus, write_corpus
 
-    result = read_corpus(corpus, root, media)
+    result = read_corpus(corpus, root, media, **({"patterns": glob} if glob else {}))
     if not strict:  # under --strict the refusal lists them
         for problem in result.warnings:
             typer.echo(str(problem), err=True)

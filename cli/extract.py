@@ -23,10 +23,14 @@ from affectcache.cli._app import (
     _state,
     app,
     cli_errors,
+    echo,
+    is_quiet,
 )
 from affectcache.cli.stops import note_progress
 from affectcache.extractors import ConfigError, available_extractors, get_extractor_cls
 from affectcache.extractors.core.config import field_docs
+from affectcache.extractors.core.registry import did_you_mean
+from affectcache.store.errors import StoreError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -86,7 +90,10 @@ def _load_configs(names: Sequence[str], config_file: Path | None, overrides: Seq
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected key=value")
         target, dot, field = key.partition(".")
-        if not dot or target not in configs:
+        if dot and target not in configs:  # config fields never hold a dot: this names a modality
+            raise ConfigError(f"--set {item!r}: {target!r} is not one of the names being built "
+                              f"({', '.join(names)}){did_you_mean(target, list(names))}")
+        if not dot:
             if not single:
                 raise ConfigError(f"--set {item!r}: name the modality, as in --set {names[0]}.FIELD=VALUE")
             target, field = names[0], key
@@ -109,7 +116,8 @@ def _executor(scheduler: str | None) -> Iterator[Any]:
 
 def _run_build(names: Sequence[str], manifest: Path, store: str, configs: dict[str, dict[str, Any]], *,
                workers: int | None, scheduler: str | None, overwrite: bool, only: Sequence[str] | None,
-               redo: Sequence[str] = (), tuning: Mapping[str, int] | None = None) -> None:
+               redo: Sequence[str] = (), tuning: Mapping[str, int] | None = None,
+               retry_failed: bool = False) -> None:
     from affectcache.store.manifest import load_manifest
     from affectcache.store.runner import build_many
 
@@ -121,15 +129,16 @@ def _run_build(names: Sequence[str], manifest: Path, store: str, configs: dict[s
         with _executor(scheduler) as executor:
             reports = build_many(names, items, store, configs=configs, executor=executor, workers=workers,
                                  overwrite=overwrite, only=only or None, redo=redo,
-                                 progress=sys.stderr.isatty(), **(tuning or {}))
+                                 progress=sys.stderr.isatty() and not is_quiet(), retry_failed=retry_failed,
+                                 **(tuning or {}))
     except BaseException as exc:
         note_progress(exc, store, names)
         raise
-    for report in reports:
-        typer.echo(report.summary())
-        for failure in report.failed:
-            typer.echo(f"  failed {failure.video_id}: {failure.error}: {failure.message}", err=True)
+    for report in reports:  # each failure was logged once, as it happened; here only the counts
+        echo(report.summary())
     if not all(report.ok for report in reports):
+        typer.echo(f"{sum(len(r.failed) for r in reports)} item(s) failed: `affectcache status -s {store}` "
+                   "lists them", err=True)
         raise typer.Exit(EXIT_ITEM_FAILURES)
 
 
@@ -150,13 +159,34 @@ def extract(
     modality_threads: Annotated[int | None, typer.Option(
         min=1, help="Threads a task runs its modalities on, side by side on halves of its items, so CPU "
                     "work (MediaPipe, decoding) overlaps GPU forwards (default 3 on CUDA, else 1).")] = None,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed", help="Try again items whose recorded failure is still current.")] = False,
 ) -> None:
-    """Extract modalities for the manifest's items into the store (missing/stale items only)."""
-    configs = _load_configs(names, config, set_)
+    """Extract modalities for the manifest's items into the store (missing/stale items only).
+
+    A modality already in the store keeps its stored config unless --set/--config change it.
+
+    Example: affectcache extract mfcc face clip-face -m m.jsonl -s features.zarr --set clip-face.device=cuda
+    """
+    stored = None if config or set_ else _stored_configs(store, names)
+    configs = _load_configs(names, config, set_, bases=stored)
     tuning = {key: value for key, value in (("decode_budget_mb", decode_budget_mb),
                                             ("modality_threads", modality_threads)) if value is not None}
     _run_build(names, manifest, store, configs, workers=workers, scheduler=scheduler, overwrite=overwrite,
-               only=only, tuning=tuning)
+               only=only, tuning=tuning, retry_failed=retry_failed)
+
+
+def _stored_configs(store: str, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The output fields of the configs the named modalities were built with (those in the store);
+    runtime fields (device, batch size) stay this machine's defaults."""
+    from affectcache.store.zarr_store import FeatureStore
+
+    try:
+        fs = FeatureStore(store, read_only=True)
+    except (FileNotFoundError, StoreError):
+        return {}
+    return {n: get_extractor_cls(n).config_type.from_dict(fs.provenance(n)["config"]).output_fields()
+            for n in names if fs.has_modality(n)}
 
 
 @app.command()

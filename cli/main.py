@@ -6,19 +6,22 @@ imported; this module only wires them together. Exit codes are documented in ``_
 
 from __future__ import annotations
 
-from affectcache.cli._app import app
+from affectcache.cli._app import _state, app
 
 # Commands are listed in --help in the order their modules register them: building first.
 # isort: split
 from affectcache.cli import extract, status  # isort: skip
 from affectcache.cli import demo  # isort: skip
-from affectcache.cli import assets, corpora, lasca, lexicon, train  # isort: skip
+from affectcache.cli import assets, corpora, labels, lasca, lexicon, models, train  # isort: skip
+from affectcache.cli import va  # isort: skip
 
-__all__ = ["app", "assets", "corpora", "demo", "extract", "lasca", "lexicon", "main", "status", "train"]
+__all__ = ["app", "assets", "corpora", "demo", "extract", "labels", "lasca", "lexicon", "main", "models",
+           "status", "train", "va"]
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (a real process: native library logs may be filtered from its stderr)."""
+    _state["native_filter"] = True
     app()
 
 

@@ -24,6 +24,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     by_split: Annotated[bool, typer.Option(
         "--by-split", help="Also show coverage per corpus and split (needs --manifest).")] = False,
+    show_all: Annotated[bool, typer.Option("--all", help="List every failed/stale entry.")] = False,
 ) -> None:
     """Per modality: complete / incomplete / missing / failed counts, fingerprint, stale entries."""
     from affectcache.store.manifest import load_manifest
@@ -38,31 +39,39 @@ def status(
     if as_json:
         typer.echo(json.dumps([r.__dict__ for r in rows], indent=2))
         return
-    typer.echo(format_status(rows, fs))
+    typer.echo(format_status(rows, fs, show_all=show_all))
     if by_split and items is not None:
         from affectcache.store.status import coverage_by_split, format_coverage
 
         typer.echo("\n" + format_coverage(coverage_by_split(fs, items)))
 
 
-def format_status(rows: Sequence[Any], fs: Any) -> str:
-    """A fixed-width table of :func:`store_status` rows, plus failure and staleness details."""
+MAX_LISTED = 10
+"""Failures, stale and flagged entries listed per modality before "... and N more"."""
+
+
+def format_status(rows: Sequence[Any], fs: Any, *, show_all: bool = False) -> str:
+    """A fixed-width table of :func:`store_status` rows, plus failure and staleness details (each list
+    capped at :data:`MAX_LISTED` unless ``show_all``)."""
     lines = [f"store: {fs.url}",
              f"{'modality':<22}{'kind':<8}{'ver':<5}{'complete':>9}{'missing':>9}{'incompl.':>9}"
-             f"{'failed':>8}{'stale':>7}{'rows':>10}  fingerprint"]
+             f"{'failed':>8}{'n/a':>6}{'stale':>7}{'rows':>10}  fingerprint"]
     for r in rows:
         missing = "-" if r.missing is None else str(r.missing)
         lines.append(f"{r.name:<22}{r.kind:<8}{r.version:<5}{r.complete:>9}{missing:>9}{r.incomplete:>9}"
-                     f"{r.failed:>8}{len(r.stale):>7}{r.rows:>10}  {r.fingerprint[:12]}")
+                     f"{r.failed:>8}{r.not_applicable:>6}{len(r.stale):>7}{r.rows:>10}  {r.fingerprint[:12]}")
     for r in rows:
-        for vid, rec in sorted(fs.failures(r.name).items()):
-            lines.append(f"  {r.name}: failed {vid}: {rec.get('error')}: {rec.get('message')}")
-        for vid, why in sorted(r.stale.items()):
-            lines.append(f"  {r.name}: stale {vid}: {why}")
-        for vid, warning in r.warnings.items():
-            lines.append(f"  {r.name}: warning {vid}: {warning}")
+        failures = fs.failures(r.name)
+        details = [f"failed {vid}: {rec.get('error')}: {rec.get('message')}"
+                   for vid, rec in sorted(failures.items()) if not rec.get("not_applicable")]
+        details += [f"not applicable {vid}: {rec.get('message')}"
+                    for vid, rec in sorted(failures.items()) if rec.get("not_applicable")]
+        details += [f"stale {vid}: {why}" for vid, why in sorted(r.stale.items())]
+        details += [f"warning {vid}: {warning}" for vid, warning in r.warnings.items()]
+        shown = details if show_all else details[:MAX_LISTED]
+        lines.extend(f"  {r.name}: {d}" for d in shown)
+        if len(details) > len(shown):
+            lines.append(f"  {r.name}: ... and {len(details) - len(shown)} more; --all or --json")
     if not rows:
         lines.append("(empty store)")
     return "\n".join(lines)
-
-

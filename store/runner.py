@@ -25,12 +25,14 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from affectcache.extractors.common.hub import check_model_available, hub_models
 from affectcache.extractors.core.base import Extractor
 from affectcache.extractors.core.config import ExtractorConfig
-from affectcache.extractors.core.errors import BadMediaError, ConfigError
+from affectcache.extractors.core.errors import BadMediaError, ConfigError, MissingStreamError
 from affectcache.extractors.core.provenance import utc_now
 from affectcache.extractors.core.records import MediaItem
 from affectcache.extractors.core.registry import get_extractor_cls
+from affectcache.extractors.core.verbosity import apply_verbosity
 from affectcache.extractors.media.decode_memo import (
     DEFAULT_BUDGET_MB,
     NO_MEDIA,
@@ -38,7 +40,7 @@ from affectcache.extractors.media.decode_memo import (
     combined_needs,
     shared_decoding,
 )
-from affectcache.store.errors import FeatureNotFoundError, StoreError
+from affectcache.store.errors import FeatureNotFoundError, ProvenanceMismatchError, StoreError
 from affectcache.store.executors import (
     InProcessExecutor,
     SupportsSubmit,
@@ -54,7 +56,7 @@ from affectcache.store.stopping import signals_deferred
 from affectcache.store.zarr_store import EntryState, FeatureStore, source_changed
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
     from pathlib import Path
 
     from affectcache.extractors.core.base import Upstream
@@ -78,10 +80,18 @@ class ItemFailure:
     """What went wrong and, where known, the remedy."""
     time: str = field(default_factory=utc_now)
     """When it failed (UTC)."""
+    source: dict[str, Any] | None = None
+    """The media file's identity (size, mtime, clip bounds) when it failed: while it is unchanged, a
+    rerun does not try the item again (unless ``retry_failed``)."""
+    not_applicable: bool = False
+    """The modality does not apply to the item (no audio track for an audio modality, or a required
+    modality that does not apply or failed): not counted as a failure."""
 
-    def record(self) -> dict[str, str]:
+    def record(self) -> dict[str, Any]:
         """The JSON record kept in the store."""
-        return {"error": self.error, "message": self.message, "time": self.time}
+        return {"error": self.error, "message": self.message, "time": self.time,
+                "source": dict(self.source) if self.source is not None else None,
+                "not_applicable": self.not_applicable}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,7 +123,11 @@ class BuildReport:
     skipped: list[str] = field(default_factory=list)
     """Ids already complete and unchanged (nothing to do)."""
     failed: list[ItemFailure] = field(default_factory=list)
-    """Per-item failures (bad media, missing upstream)."""
+    """Per-item failures of this run (bad media, missing upstream)."""
+    not_applicable: list[ItemFailure] = field(default_factory=list)
+    """Items the modality does not apply to, found by this run (no audio track, upstream failed)."""
+    remain_failed: list[str] = field(default_factory=list)
+    """Ids not tried again: their recorded failure is still current (same media); see ``retry_failed``."""
     seconds: float = 0.0
     """Wall time of the run (of the whole call when several modalities were built together)."""
 
@@ -124,8 +138,11 @@ class BuildReport:
 
     def summary(self) -> str:
         """One line for logs and the CLI."""
+        extra = "".join(f", {n} {what}" for n, what in (
+            (len(self.not_applicable), "not applicable"),
+            (len(self.remain_failed), "remain failed (see status; --retry-failed)")) if n)
         return (f"{self.modality}: {len(self.written)} written, {len(self.skipped)} already complete, "
-                f"{len(self.failed)} failed in {self.seconds:.1f} s -> {self.store}")
+                f"{len(self.failed)} failed{extra} in {self.seconds:.1f} s -> {self.store}")
 
 
 def make_extractor(name: str, config: ExtractorConfig | Mapping[str, Any] | None = None) -> Extractor[Any]:
@@ -175,6 +192,7 @@ def build_many(
     progress: bool = False,
     decode_budget_mb: int = DEFAULT_BUDGET_MB,
     modality_threads: int | None = None,
+    retry_failed: bool = False,
 ) -> list[BuildReport]:
     """Build several modalities together: one task per chunk of videos runs every modality in turn.
 
@@ -204,6 +222,8 @@ def build_many(
             modalities; items that do not fit are decoded again by each modality that needs them.
         modality_threads: Threads a task runs its (modality, piece of items) jobs on, dependencies
             waited for; None = 3 when the task uses a GPU, else 1 (on CPU they mostly compete for cores).
+        retry_failed: Try again items whose recorded failure is still current (same media file); by
+            default they are left alone and counted in ``remain_failed``.
 
     Returns:
         One report per modality, in the order given.
@@ -219,6 +239,8 @@ def build_many(
     extractors = {name: make_extractor(name, (configs or {}).get(name)) for name in modalities}
     order = dependency_order(extractors)
     todo_items = _select(list(items), only)
+    if executor is None:  # local workers share this machine's devices and hub cache: check them first
+        preflight(extractors.values())
     redo_ids = {validate_video_id(v) for v in redo}
     with contextlib.ExitStack() as locks:
         for name in order:
@@ -227,13 +249,16 @@ def build_many(
         for name in order:
             extractor = extractors[name]
             provenance = extractor.provenance(_upstream_fingerprints(fs, extractor))
-            fs.init_modality(name, provenance, overwrite=overwrite)
+            _init_modality(fs, name, provenance, overwrite=overwrite)
             report = BuildReport(modality=name, store=fs.url, fingerprint=provenance["config_fingerprint"])
             states = fs.entry_states(name)
+            failures = {} if retry_failed else fs.failures(name)
             plan: list[MediaItem] = []
             for item in todo_items:
                 if item.video_id not in redo_ids and _is_current(states.get(item.video_id), item):
                     report.skipped.append(item.video_id)
+                elif item.video_id not in redo_ids and _failure_current(failures.get(item.video_id), item):
+                    report.remain_failed.append(item.video_id)
                 else:
                     plan.append(item)
             jobs[name] = _Job(extractor=extractor, report=report, plan=plan)
@@ -255,6 +280,26 @@ def build_many(
         job.report.seconds = seconds
         logger.info(job.report.summary())
     return [jobs[name].report for name in modalities]
+
+
+def preflight(extractors: Iterable[Extractor[Any]]) -> None:
+    """Refuse, before anything is created, a device this machine lacks or a hub model that is neither
+    cached nor reachable (one line each, naming the remedies)."""
+    for extractor in extractors:
+        extractor.config.check_device()
+        for model in hub_models(extractor):
+            check_model_available(model)
+
+
+def _init_modality(fs: FeatureStore, name: str, provenance: Mapping[str, Any], *, overwrite: bool) -> None:
+    """Create or check the modality; one with no complete entry is re-configured (nothing to lose)."""
+    try:
+        fs.init_modality(name, provenance, overwrite=overwrite)
+    except ProvenanceMismatchError:
+        if any(state.complete for state in fs.entry_states(name).values()):
+            raise
+        logger.info("%s: no complete entry yet, so it is re-created with the new config", name)
+        fs.init_modality(name, provenance, overwrite=True)
 
 
 @dataclass(kw_only=True)
@@ -312,6 +357,14 @@ def _is_current(state: EntryState | None, item: MediaItem) -> bool:
     return not source_changed(state.source, item.source_info())
 
 
+def _failure_current(record: Mapping[str, Any] | None, item: MediaItem) -> bool:
+    """A recorded failure made from the very media file the manifest names now (older records without
+    the file's identity are retried)."""
+    if not record or not record.get("source"):
+        return False
+    return not source_changed(record["source"], item.source_info())
+
+
 def _upstream_fingerprints(fs: FeatureStore, extractor: Extractor[Any]) -> dict[str, str]:
     fingerprints = {}
     for name in extractor.upstream_modalities():
@@ -329,17 +382,30 @@ def _check_upstream(fs: FeatureStore, job: _Job, jobs: Mapping[str, _Job]) -> No
         return
     available = {name: set(fs.videos(name)) | (jobs[name].planned_ids if name in jobs else set())
                  for name in required}
+    upstream_failures = {name: fs.failures(name) for name in required}
     ready, missing = [], []
     for item in job.plan:
         absent = [name for name, ids in available.items() if item.video_id not in ids]
-        if absent:
+        if not absent:
+            ready.append(item)
+            continue
+        # Say why the upstream entry is missing: its own failure (the real cause) when it has one.
+        causes = [(name, upstream_failures[name].get(item.video_id)) for name in absent]
+        failed_up = [(name, rec) for name, rec in causes if rec]
+        if failed_up:
+            missing.append(ItemFailure(
+                video_id=item.video_id, error=MISSING_UPSTREAM, source=dict(item.source_info()),
+                not_applicable=True, message="; ".join(
+                    f"{name} {'does not apply' if rec.get('not_applicable') else 'failed'}: "
+                    f"{rec.get('message')}" for name, rec in failed_up)))
+        else:
             missing.append(ItemFailure(video_id=item.video_id, error=MISSING_UPSTREAM,
                                        message=f"{item.video_id}: {absent} not built for this item; "
-                                               f"build {absent} first"))
-        else:
-            ready.append(item)
+                                               f"build them first (`affectcache extract {' '.join(absent)} "
+                                               "...`)"))
     job.plan[:] = ready
-    job.report.failed.extend(missing)
+    job.report.failed.extend(f for f in missing if not f.not_applicable)
+    job.report.not_applicable.extend(f for f in missing if f.not_applicable)
     if missing:
         fs.record_failures(job.extractor.name, {f.video_id: f.record() for f in missing})
 
@@ -383,12 +449,17 @@ def _run(fs: FeatureStore, jobs: list[_Job], work: list[MediaItem], executor: Su
                 for name, result in results.items():
                     report = by_name[name].report
                     report.written.extend(result.written)
-                    report.failed.extend(result.failed)
+                    report.failed.extend(f for f in result.failed if not f.not_applicable)
+                    report.not_applicable.extend(f for f in result.failed if f.not_applicable)
                     with signals_deferred():  # a stop never cuts a record in half
                         fs.record_failures(name, {f.video_id: f.record() for f in result.failed},
                                            resolved=result.written)
                     for failure in result.failed:
-                        logger.warning("%s: skipped %s: %s", name, failure.video_id, failure.message)
+                        if failure.not_applicable:
+                            logger.info("%s: not applicable to %s: %s", name, failure.video_id,
+                                        failure.message)
+                        else:
+                            logger.warning("%s: failed %s: %s", name, failure.video_id, failure.message)
                 advance(len({vid for r in results.values() for vid in (*r.written,
                                                                        *(f.video_id for f in r.failed))}))
         except BaseException:
@@ -423,6 +494,7 @@ def _progress_bar(enabled: bool, name: str, total: int) -> Iterator[Any]:
 @functools.lru_cache(maxsize=16)
 def _worker_extractor(name: str, module: str, config_json: str) -> Extractor[Any]:
     """One extractor per process and config: weights load once however many tasks arrive."""
+    apply_verbosity()  # worker processes follow the verbosity the command line exported
     # Importing the defining module registers extractors that are neither built in nor entry points
     # (e.g. defined in a user's script) on workers that never imported it.
     importlib.import_module(module)
@@ -526,9 +598,13 @@ def _run_modality(extractor: Extractor[Any], wanted_ids: Sequence[str], items: S
         broken = [up for up in extractor.upstream_modalities()
                   if item.video_id in failed_upstream.get(up, set())]
         if broken:
-            blocked.append(ItemFailure(video_id=item.video_id, error=MISSING_UPSTREAM,
-                                       message=f"{item.video_id}: {broken} failed for this item "
-                                               "(see its failure record)"))
+            causes = {f.video_id: f for up in broken for f in upstream_results[up].failed}
+            cause = causes[item.video_id]
+            blocked.append(ItemFailure(
+                video_id=item.video_id, error=MISSING_UPSTREAM, source=dict(item.source_info()),
+                not_applicable=True,
+                message=f"{'+'.join(broken)} {'does not apply' if cause.not_applicable else 'failed'}: "
+                        f"{cause.message}"))
         else:
             ready.append(item)
     written, failed = _extract_and_write(extractor, ready, fs) if ready else ([], [])
@@ -551,7 +627,8 @@ def _extract_and_write(extractor: Extractor[Any], items: Sequence[MediaItem],
                 results.append(extractor.extract(item, ups))
             except BadMediaError as exc:
                 failed.append(ItemFailure(video_id=item.video_id, error=type(exc).__name__,
-                                          message=str(exc)))
+                                          message=str(exc), source=dict(item.source_info()),
+                                          not_applicable=isinstance(exc, MissingStreamError)))
     by_id = {item.video_id: item for item in items}
     for feats in results:
         asked = by_id.get(feats.video_id)

@@ -31,15 +31,18 @@ class ModalityStatus:
     incomplete: int
     """Entries started but never committed (redone by the next build)."""
     failed: int
-    """Items with a failure record."""
+    """Items with a failure record (not-applicable records excluded)."""
     missing: int | None
-    """Manifest items with no complete entry (None when no manifest was given)."""
+    """Manifest items with neither a complete entry nor a failure record (None without a manifest):
+    each item is counted once, as complete, failed, not applicable or missing."""
     stale: dict[str, str] = field(default_factory=dict)
     """Complete entries that a build would redo, with the reason."""
     warnings: dict[str, str] = field(default_factory=dict)
     """Complete entries the extractor flagged (e.g. no face in any frame), with its warning."""
     rows: int = 0
     """Total rows over complete entries."""
+    not_applicable: int = 0
+    """Items the modality does not apply to (no audio track, a required modality failed)."""
 
 
 def store_status(fs: FeatureStore, manifest: Manifest | None = None) -> list[ModalityStatus]:
@@ -51,12 +54,14 @@ def store_status(fs: FeatureStore, manifest: Manifest | None = None) -> list[Mod
         prov = fs.provenance(name)
         states = fs.entry_states(name)
         complete = {vid for vid, s in states.items() if s.complete}
+        failures = {vid: rec for vid, rec in fs.failures(name).items() if vid not in complete}
         stale: dict[str, str] = {}
         for up_name, up_fp in (prov.get("upstream") or {}).items():
             current = _fingerprint_or_none(fs, up_name)
             if current != up_fp:
                 why = (f"upstream {up_name} was rebuilt (fingerprint {str(up_fp)[:12]} -> "
-                       f"{str(current)[:12]})" if current else f"upstream {up_name} was deleted")
+                       f"{str(current)[:12]}): run `affectcache rebuild {name} -s STORE -m MANIFEST`"
+                       if current else f"upstream {up_name} was deleted")
                 stale.update({vid: why for vid in complete})
         for vid in complete & items.keys():
             if source_changed(states[vid].source, items[vid].source_info()):
@@ -65,8 +70,9 @@ def store_status(fs: FeatureStore, manifest: Manifest | None = None) -> list[Mod
             name=name, extractor=str(prov.get("extractor")), version=str(prov.get("version")),
             kind=str(prov.get("modality_kind")), fingerprint=str(prov.get("config_fingerprint")),
             complete=len(complete), incomplete=len(states) - len(complete),
-            failed=len(fs.failures(name)),
-            missing=len(items.keys() - complete) if manifest is not None else None,
+            failed=sum(not rec.get("not_applicable") for rec in failures.values()),
+            not_applicable=sum(bool(rec.get("not_applicable")) for rec in failures.values()),
+            missing=len(items.keys() - complete - failures.keys()) if manifest is not None else None,
             stale=stale, rows=sum(int(states[v].n_rows or 0) for v in complete),
             warnings={v: str(states[v].warning) for v in sorted(complete) if states[v].warning}))
     return out

@@ -1,1 +1,3 @@
-"""Trainers over cached arrays (fusion heads, preference learners). Populated by later issues."""
+"""Trainers over cached arrays: the VA heads and fusion models (registry in ``models``), the multitask
+MCDM trainer (``mcdm``), the LaScA preference learner; data views, metrics, the training loop, run
+folders and predictions written back into the store."""

@@ -35,7 +35,7 @@ from affectcache.extractors.core.atomic import (
     atomic_write_text,
 )
 from affectcache.extractors.core.provenance import library_versions, utc_now
-from affectcache.store.errors import ProvenanceMismatchError, StoreError
+from affectcache.store.errors import StoreError
 from affectcache.store.manifest import manifest_digest
 from affectcache.store.zarr_store import label_modality
 from affectcache.trainers.preference import (
@@ -47,6 +47,7 @@ from affectcache.trainers.preference import (
     load_pairs,
     run_protocol,
 )
+from affectcache.trainers.provenance import check_inputs, modality_identity
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -68,8 +69,7 @@ def input_provenance(fs: FeatureStore, labels: Sequence[str], videos: Sequence[s
     """What a run's numbers depend on in the store (see the module docstring)."""
     inputs: dict[str, Any] = {}
     for name in (FEATURES_MODALITY, TEXT_MODALITY):
-        prov = fs.provenance(name)
-        inputs[name] = {"fingerprint": prov["config_fingerprint"], "model": prov["model"]}
+        inputs[name] = modality_identity(fs, name)
     for label in labels:
         track = label_modality(label)
         digest = hashlib.sha256()
@@ -79,15 +79,6 @@ def input_provenance(fs: FeatureStore, labels: Sequence[str], videos: Sequence[s
         inputs[track] = {"fingerprint": fs.provenance(track)["config_fingerprint"],
                          "values_sha256": digest.hexdigest()}
     return inputs
-
-
-def check_inputs(recorded: dict[str, Any], current: dict[str, Any], where: str) -> None:
-    """Refuse when the store's inputs differ from those recorded with a run."""
-    changed = sorted(k for k in set(recorded) | set(current) if recorded.get(k) != current.get(k))
-    if changed:
-        raise ProvenanceMismatchError(
-            f"the store's inputs differ from those {where} was trained on: {changed} changed (rebuilt "
-            "modalities, another normaliser/lexicon/encoder, or new labels); train a new run")
 
 
 def _model_name(variant: str, encoder: str) -> str:

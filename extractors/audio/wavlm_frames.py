@@ -47,6 +47,7 @@ from affectcache.extractors.common.audio_windows import (
 from affectcache.extractors.core.errors import ConfigError
 from affectcache.extractors.core.records import FeatureArray, ModalityKind
 from affectcache.extractors.core.registry import register_extractor
+from affectcache.extractors.testing.standins import demo_model
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -90,9 +91,12 @@ class WavLMFramesExtractor(AudioWindowExtractor[WavLMFramesConfig]):
     summary = "WavLM frame states (20 ms rows) of chosen layers, RAS windows stitched by the centre rule"
 
     @classmethod
-    def demo_config(cls, workdir: Path) -> None:
-        # Frame states are large; the demo stays light and builds only the pooled ``wavlm``.
-        return None
+    def demo_config(cls, workdir: Path) -> WavLMFramesConfig:
+        # The demo's ras-audio head trains on these rows; the tiny stand-in is the one ``wavlm`` uses.
+        from affectcache.extractors.testing.audio_standins import tiny_wavlm
+
+        model, _ = demo_model(cls.name, lambda: tiny_wavlm(workdir / "tiny-wavlm"))
+        return WavLMFramesConfig(model=model)
 
     def model_info(self) -> dict[str, Any]:
         return wavlm_identity(self.config)

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from affectcache.extractors.core.config import ExtractorConfig
-from affectcache.extractors.core.errors import ConfigError
+from affectcache.extractors.core.errors import ConfigError, ExtractorError, ModelUnavailableError
 from affectcache.extractors.core.provenance import library_versions, stable_hash, utc_now
 from affectcache.extractors.core.records import FeatureArray, MediaItem, ModalityKind
 from affectcache.extractors.media.decode_memo import NO_MEDIA, MediaNeeds
@@ -71,7 +71,19 @@ class Extractor(ABC, Generic[C]):
     def model(self) -> Any:
         """The loaded model (or engine); loaded on first access, once per process."""
         if self._model is None:
-            self._model = self._load()
+            self.config.check_device()
+            try:
+                self._model = self._load()
+            except ExtractorError:  # already ours, with its own remedy (e.g. a missing pinned asset)
+                raise
+            except OSError as exc:
+                # transformers/hub report an unreachable hub, a missing repo or an empty folder as OSError
+                # (multi-line): one line naming the model and what to do instead of an "internal error".
+                raise ModelUnavailableError(
+                    f"{self.name}: cannot load model {self.model_info().get('id')!r}: "
+                    f"{' '.join(str(exc).split())[:300]} -- fetch it where the hub is reachable "
+                    f"(`affectcache models fetch {self.name}`, then HF_HUB_OFFLINE=1 here) or give a local "
+                    f"folder (--set {self.name}.model=/path)") from exc
         return self._model
 
     @abstractmethod

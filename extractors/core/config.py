@@ -109,6 +109,27 @@ class ExtractorConfig(Config):
             problems.append("device must be a non-empty string such as 'cpu' or 'cuda'")
         return problems
 
+    def check_device(self) -> None:
+        """Raise :class:`ConfigError` when ``device`` cannot be used on this machine (no CUDA build, no
+        GPU visible, an index past the GPU count), naming the remedies; a no-op for ``cpu``."""
+        if not self.device.startswith(("cuda", "mps")):
+            return
+        import torch  # only for GPU devices: cpu configs never pay the import
+
+        if self.device.startswith("mps"):
+            if not torch.backends.mps.is_available():
+                raise ConfigError(f"device={self.device!r}: MPS is not available on this machine; "
+                                  "use --set device=cpu")
+            return
+        if not torch.cuda.is_available():
+            why = "torch here was built without CUDA" if torch.version.cuda is None else "no GPU is visible"
+            raise ConfigError(f"device={self.device!r}: {why} (torch {torch.__version__}); use "
+                              "--set device=cpu, or run on a GPU node (check CUDA_VISIBLE_DEVICES)")
+        _, _, index = self.device.partition(":")
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise ConfigError(f"device={self.device!r}: this machine has {torch.cuda.device_count()} "
+                              f"visible GPU(s) (cuda:0..cuda:{torch.cuda.device_count() - 1})")
+
 
 D = TypeVar("D")
 
@@ -176,7 +197,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
         if len(args) != len(value):
             raise ConfigError(f"{key}: expected {len(args)} items, got {len(value)}")
-        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
     if hint is bool:
         if isinstance(value, bool):
             return value

@@ -18,6 +18,17 @@ class BadMediaError(ExtractorError):
     """
 
 
+class MissingStreamError(BadMediaError):
+    """The item lacks the kind of stream the extractor reads (a video without an audio track): the
+    modality does not apply to it. Recorded as not applicable, which is not a failure."""
+
+
+class ModelUnavailableError(ExtractorError):
+    """A model's weights cannot be loaded here: not in the local cache and the hub is unreachable (or
+    offline), no such repository or revision, or a local folder that holds no model. The message names the
+    model and the remedies; the run is refused, never recorded per item."""
+
+
 class ConfigError(ExtractorError, ValueError):
     """A configuration is invalid: unknown keys, wrong types, or failed cross-field checks."""
 

@@ -313,7 +313,7 @@ def _shared_audio(memo: DecodeMemo, src: str, sample_rate: int, start_s: float |
     kept = memo.kept_or_decode(clip, sample_rate, lambda: _decode_audio_and_keep(memo, clip, src, sample_rate,
                                                                                  start_s, end_s))
     if isinstance(kept, Failed):
-        return BadMediaError(kept.message)
+        return kept.error()
     assert isinstance(kept, (np.ndarray, BadMediaError))
     # A copy: callers may modify their waveform in place, and the kept one serves other extractors.
     return kept.copy() if isinstance(kept, np.ndarray) else kept
@@ -328,7 +328,7 @@ def _decode_audio_and_keep(memo: DecodeMemo, clip: tuple[str, str, float | None,
     outcomes = _decode_audio_rates(src, rates, start_s, end_s)
     for rate, outcome in outcomes.items():
         if isinstance(outcome, BadMediaError):
-            memo.put((*clip, rate), Failed(str(outcome)))
+            memo.put((*clip, rate), Failed(str(outcome), type(outcome)))
         elif memo.reserve(outcome.nbytes):
             memo.put((*clip, rate), outcome)
         else:

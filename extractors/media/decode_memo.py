@@ -23,6 +23,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+from affectcache.extractors.core.errors import BadMediaError
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 
@@ -68,6 +70,12 @@ class Failed:
     """A decode that raised ``BadMediaError``, kept so a later request re-raises it without decoding."""
 
     message: str
+    kind: type[BadMediaError] = BadMediaError
+    """The error class raised (a missing stream stays a :class:`MissingStreamError`)."""
+
+    def error(self) -> BadMediaError:
+        """The error to raise again."""
+        return self.kind(self.message)
 
 
 @dataclass

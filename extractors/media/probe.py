@@ -24,7 +24,7 @@ import av
 import av.error
 from av.stream import Disposition
 
-from affectcache.extractors.core.errors import BadMediaError
+from affectcache.extractors.core.errors import BadMediaError, MissingStreamError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -161,7 +161,7 @@ def require_video(container: InputContainer, src: str) -> VideoStream:
     stream = _video_stream(container)
     if stream is None:
         kinds = _stream_kinds(container)
-        raise BadMediaError(
+        raise MissingStreamError(
             f"{src}: has no video stream (it has: {', '.join(kinds)}); frame-based extractors cannot "
             "use it — point the manifest at the video file, or use audio-only modalities for it"
         )
@@ -172,7 +172,7 @@ def require_audio(container: InputContainer, src: str) -> AudioStream:
     stream = _audio_stream(container)
     if stream is None:
         kinds = _stream_kinds(container)
-        raise BadMediaError(
+        raise MissingStreamError(
             f"{src}: has no audio stream (it has: {', '.join(kinds)}); audio extractors cannot use it "
             "— point the manifest at a file with the soundtrack, or leave audio modalities out for it"
         )

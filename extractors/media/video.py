@@ -399,7 +399,7 @@ def _shared_frames(memo: DecodeMemo, src: str, sampling: FrameSampling, start_s:
     if kept is _OVER_BUDGET:
         yield from _fresh_frames(src, sampling, start_s, end_s)
     elif isinstance(kept, Failed):
-        raise BadMediaError(kept.message)
+        raise kept.error()
     else:
         yield from kept
 
@@ -432,7 +432,7 @@ def _decode_and_keep(memo: DecodeMemo, clip: tuple[str, str, float | None, float
             selected[k].append(decoded)
     except BadMediaError as exc:
         for k in range(len(samplings)):
-            complete.setdefault(k, Failed(str(exc)))
+            complete.setdefault(k, Failed(str(exc), type(exc)))
         memo.release(sum(_frame_bytes(d.frame) for k, frames in enumerate(selected)
                          if complete[k] is not frames for d in frames))
     for k, outcome in complete.items():

@@ -52,8 +52,15 @@ def build_standin(path: str | Path, make: Callable[[Path], None]) -> Path:
     return out
 
 
+_WARNED: set[tuple[str, str]] = set()
+
+
 def stand_in_warning(name: str, path: str) -> None:
-    """Log that a demo uses a tiny random model (its numbers carry no meaning)."""
+    """Log (once per model and process) that a demo uses a tiny random model (its numbers carry no
+    meaning)."""
+    if (name, path) in _WARNED:
+        return
+    _WARNED.add((name, path))
     logger.warning("%s: the demo uses a tiny RANDOM stand-in model at %s (no real weights configured: "
                    "set AFFECTCACHE_DEMO_%s_MODEL to a hub id or folder to use real ones); its features "
                    "carry no meaning", name, path, name.upper().replace("-", "_"))

@@ -98,6 +98,7 @@ _BUILTIN_MODULES: tuple[str, ...] = (
     "affectcache.store.corpora.bah",
     "affectcache.store.corpora.meld",
     "affectcache.store.corpora.sewa",
+    "affectcache.store.corpora.folder",
 )
 
 
@@ -493,23 +494,29 @@ def available_corpora() -> list[str]:
     return CORPORA.names()
 
 
-def get_corpus_adapter(name: str) -> CorpusAdapter:
+def get_corpus_adapter(name: str, **options: Any) -> CorpusAdapter:
     """A new adapter for corpus ``name``.
 
     Raises:
         CorpusError: No adapter has that name (the message lists the choices).
     """
-    return CORPORA.get(name)()
+    cls = CORPORA.get(name)
+    try:
+        return cls(**options)
+    except TypeError:
+        raise CorpusError(f"corpus {name!r} takes no options {sorted(options)}") from None
 
 
 # ---- reading and writing -------------------------------------------------------------------------
-def read_corpus(name: str, root: str | Path, media: str | Path | None = None) -> CorpusImport:
+def read_corpus(name: str, root: str | Path, media: str | Path | None = None,
+                **options: Any) -> CorpusImport:
     """Read and validate a corpus with its adapter (nothing is written).
 
     Args:
         name: Adapter name (see :func:`available_corpora`).
         root: The corpus folder.
         media: The media folder; None uses ``root``.
+        **options: Adapter options (``patterns`` of the ``folder`` adapter).
 
     Returns:
         What the adapter read, problems included.
@@ -517,7 +524,7 @@ def read_corpus(name: str, root: str | Path, media: str | Path | None = None) ->
     Raises:
         CorpusError: Unknown adapter, or ``root`` / ``media`` is not a folder.
     """
-    adapter = get_corpus_adapter(name)
+    adapter = get_corpus_adapter(name, **options)
     root_path = Path(os.path.abspath(os.path.expanduser(os.fspath(root))))
     media_path = root_path if media is None else Path(os.path.abspath(os.path.expanduser(os.fspath(media))))
     for what, folder in (("--root", root_path), ("--media", media_path)):

@@ -7,12 +7,17 @@ dependency order). Everything is idempotent: a second run finds all entries comp
 
 Layout under ``out``: ``media/`` (clips + corpus.json), ``demo.jsonl`` (manifest), ``features.zarr``
 (the store), ``work/`` (offline assets extractors may need, e.g. tiny stand-in models).
+
+``run_demo_chain(out, steps)`` is the whole demo (what ``affectcache demo`` and ``make demo`` run):
+``run_demo``, then the steps that read the store — the LaScA chain here, trainers' steps given by the
+layers above (the store never imports trainers).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +39,7 @@ from affectcache.store.runner import BuildReport, build_many, dependency_order
 from affectcache.store.zarr_store import FeatureStore, label_modality
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Iterator, Mapping, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -133,3 +138,60 @@ def run_demo(out_dir: str | Path, *, workers: int | None = None, progress: bool 
                                   executor=executor, workers=workers, progress=progress))
     return DemoResult(out_dir=out, manifest_path=manifest_path, manifest=manifest, store=store,
                       reports=tuple(reports))
+
+
+# ---- the whole chain: build, then the steps that read the store ----------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class DemoStep:
+    """One step after the demo's extraction: reads (and may add to) the store, returns a summary line."""
+
+    name: str
+    """Short name, shown in the output."""
+    run: Callable[[DemoResult], str]
+    """Runs the step on the built demo; returns one line saying what it did."""
+    next_command: str = ""
+    """A command a user would run next to go further with this step's output (``{out}`` = demo folder)."""
+
+
+def lasca_step(window_s: float = 3.0) -> DemoStep:
+    """The LaScA chain (train-split normaliser, window features, window text, text embeddings)."""
+
+    def run(result: DemoResult) -> str:
+        from affectcache.store.pipelines.lasca import build_lasca
+
+        chain = build_lasca(result.store, result.manifest, window_s=window_s)
+        return "; ".join(report.summary().split(" -> ")[0] for report in chain.reports)
+
+    return DemoStep(name="lasca", run=run,
+                    next_command=f"affectcache lasca build -s {{out}}/features.zarr -m {{out}}/demo.jsonl "
+                                 f"--window-s {window_s:g}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemoChain:
+    """What :func:`run_demo_chain` did."""
+
+    result: DemoResult
+    """The extraction part (store, manifest, build reports)."""
+    steps: tuple[tuple[str, str], ...]
+    """``(step name, summary line)`` per step after extraction, in order."""
+    next_commands: tuple[str, ...]
+    """Commands a user would run next."""
+
+
+def run_demo_chain(out_dir: str | Path, steps: Sequence[DemoStep], *, workers: int | None = None,
+                   progress: bool = False, extractors: list[str] | None = None,
+                   corpus: Mapping[str, Any] | None = None) -> DemoChain:
+    """The whole demo: :func:`run_demo` (corpus, labels, every demo modality), then each step in order.
+
+    Steps come from the caller, so layers above the store (trainers) add theirs without the store
+    importing them; every step is idempotent like the build (a rerun redoes nothing).
+    """
+    result = run_demo(out_dir, workers=workers, progress=progress, extractors=extractors, corpus=corpus)
+    done = []
+    for step in steps:
+        logger.info("demo step %s", step.name)
+        done.append((step.name, step.run(result)))
+    nexts = [step.next_command.format(out=result.out_dir) for step in steps if step.next_command]
+    return DemoChain(result=result, steps=tuple(done), next_commands=(
+        f"affectcache status -s {result.store.url} -m {result.manifest_path}", *nexts))

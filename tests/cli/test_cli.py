@@ -126,10 +126,10 @@ def test_extract_several_modalities_with_per_modality_settings(manifest: Path, t
     store = str(tmp_path / "s.zarr")
     code, out, err = run("extract", "test-derived", "test-counting", "-m", str(manifest), "-s", store,
                          "-w", "0", "--set", "test-counting.dim=2", "--set", "test-derived.scale=3")
-    assert code == 1  # bad_c fails in test-counting, hence in test-derived too
+    assert code == 1  # bad_c fails in test-counting; test-derived skips it (counted once, upstream)
     assert "test-counting: 2 written" in out
-    assert "test-derived: 2 written" in out
-    assert "MissingUpstreamError" in err
+    assert "test-derived: 2 written, 0 already complete, 0 failed, 1 not applicable" in out
+    assert sum("bad_c" in line for line in err.splitlines()) == 1  # printed once
     fs = FeatureStore(store)
     assert fs.provenance("test-counting")["config"]["dim"] == 2
     assert fs.provenance("test-derived")["config"]["scale"] == 3.0
@@ -147,3 +147,126 @@ def test_extract_several_modalities_with_per_modality_settings(manifest: Path, t
         for vid in FeatureStore(store).videos(name):
             np.testing.assert_array_equal(FeatureStore(tuned).read(name, vid).values,
                                           FeatureStore(store).read(name, vid).values)
+
+
+# ---- models and devices are checked before anything is created (issue 17.1) ----------------------------
+def test_unavailable_model_or_device_is_refused_before_the_modality_exists(manifest: Path,
+                                                                          tmp_path: Path) -> None:
+    store = tmp_path / "s.zarr"
+    # conftest sets HF_HUB_OFFLINE=1 and the default CLIP is not in this machine's hub cache
+    code, _, err = run("extract", "clip-face", "-m", str(manifest), "-s", str(store), "-w", "0")
+    assert code == 2
+    assert "openai/clip-vit-base-patch16@main" in err
+    assert "affectcache models fetch clip-face" in err
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = run("extract", "test-counting", "-m", str(manifest), "-s", str(store), "-w", "0",
+                       "--set", "device=cuda")
+    assert code == 2
+    assert "device='cuda'" in err
+    assert not store.exists() or not FeatureStore(store).modalities()
+
+
+def test_modality_without_complete_entry_is_reconfigured(manifest: Path, tmp_path: Path) -> None:
+    store = str(tmp_path / "s.zarr")
+    code, _, _ = run("extract", "test-counting", "-m", str(manifest), "-s", store, "-w", "0", "--only",
+                     "bad_c")
+    assert code == 1  # the modality exists, but nothing in it is complete
+    code, _, err = run("extract", "test-counting", "-m", str(manifest), "-s", store, "-w", "0",
+                       "--set", "dim=7", "--only", "a")
+    assert code == 0, err
+    assert FeatureStore(store).provenance("test-counting")["config"]["dim"] == 7
+    code, _, err = run("extract", "test-counting", "-m", str(manifest), "-s", store, "-w", "0",
+                       "--set", "dim=5", "--only", "b")
+    assert code == 2  # now an entry is complete: a change is refused
+    assert "dim: 7 -> 5" in err
+
+
+def test_models_list_verify_fetch_use_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.extractors.common.test_hub import fake_hub_cache
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    fake_hub_cache(tmp_path / "hub", "openai/clip-vit-base-patch16", "main")
+    code, out, _ = run("models", "list", "clip-face", "wavlm", "--cache-dir", str(tmp_path / "hub"))
+    assert code == 0
+    assert "openai/clip-vit-base-patch16@main" in out
+    assert "cached" in out.splitlines()[1]
+    assert "missing" in out.splitlines()[2]
+    code, _, err = run("models", "verify", "clip-face", "--cache-dir", str(tmp_path / "hub"))
+    assert code == 0, err
+    code, _, err = run("models", "verify", "clip-face", "wavlm", "--set", "wavlm.revision=r1",
+                       "--cache-dir", str(tmp_path / "hub"))
+    assert code == 1
+    assert "microsoft/wavlm-large@r1 missing" in err
+    code, _, err = run("models", "fetch", "wavlm", "--cache-dir", str(tmp_path / "hub"))
+    assert code == 2
+    assert "HF_HUB_OFFLINE" in err
+    code, _, err = run("models", "fetch")
+    assert code == 2
+
+
+# ---- failure policy, stored configs, --set names, status (issue 17.2, 17.6, 17.8) ---------------------
+def test_recorded_failures_are_not_retried_until_the_media_changes(manifest: Path, tmp_path: Path) -> None:
+    store = str(tmp_path / "s.zarr")
+    code, _, err = run("extract", "test-counting", "-m", str(manifest), "-s", store, "-w", "0")
+    assert code == 1
+    assert sum("bad_c" in line for line in err.splitlines()) == 1  # printed once, as it failed
+    code, out, err = run("extract", "test-counting", "-m", str(manifest), "-s", store, "-w", "0")
+    assert code == 0, err
+    assert "0 failed, 1 remain failed (see status; --retry-failed)" in out
+    assert "bad_c" not in err
+    code, out, _ = run("extract", "test-counting", "-m", str(manifest), "-s", store, "-w", "0",
+                       "--retry-failed")
+    assert code == 1
+    assert "1 failed" in out
+    (tmp_path / "bad_c.bin").write_bytes(b"y" * 5)  # the media changed: tried again
+    code, out, _ = run("extract", "test-counting", "-m", str(manifest), "-s", store, "-w", "0")
+    assert code == 1
+    assert "remain failed" not in out
+    code, out, _ = run("status", "-s", store, "-m", str(manifest))
+    row = next(line for line in out.splitlines() if line.startswith("test-counting"))
+    # complete 2, missing 0 (the failed item is counted once, as failed), incomplete 0, failed 1, n/a 0
+    assert row.split()[3:9] == ["2", "0", "0", "1", "0", "0"]
+
+
+def test_no_audio_track_is_not_applicable(media_dir: Path, tmp_path: Path) -> None:
+    from affectcache.extractors.core.records import MediaItem
+
+    m = write_manifest([MediaItem(video_id="talk", path=str(media_dir / "a.mp4")),
+                        MediaItem(video_id="mute", path=str(media_dir / "silent_video.mp4"))],
+                       tmp_path / "m.jsonl")
+    store = str(tmp_path / "s.zarr")
+    code, out, err = run("extract", "test-audio-level", "-m", str(m), "-s", store, "-w", "0")
+    assert code == 0, err
+    assert "test-audio-level: 1 written, 0 already complete, 0 failed, 1 not applicable" in out
+    code, out, _ = run("status", "-s", store, "-m", str(m))
+    assert "not applicable mute" in out
+    assert "has no audio stream" in out
+    assert "failed mute" not in out
+
+
+def test_extract_keeps_the_stored_config_and_set_names_the_modality(manifest: Path, tmp_path: Path) -> None:
+    store = str(tmp_path / "s.zarr")
+    run("extract", "test-counting", "-m", str(manifest), "-s", store, "-w", "0", "--set", "dim=7",
+        "--only", "a")
+    code, _out, err = run("extract", "test-counting", "-m", str(manifest), "-s", store, "-w", "0",
+                         "--only", "b")
+    assert code == 0, err  # no --set: the stored dim=7 is used, not refused as a change
+    assert FeatureStore(store).read("test-counting", "b").values.shape[1] == 7
+    code, _, err = run("extract", "test-counting", "-m", str(manifest), "-s", store, "--set",
+                       "test-countng.dim=3")
+    assert code == 2
+    assert "'test-countng' is not one of the names being built (test-counting) (did you mean " in err
+
+
+def test_version_and_status_caps_long_lists(tmp_path: Path) -> None:
+    code, out, _ = run("--version")
+    assert code == 0
+    assert out.startswith("affectcache ")
+    items = make_items(tmp_path, [f"bad_{i:02d}" for i in range(14)] + ["ok"])
+    m = write_manifest(items, tmp_path / "m.jsonl")
+    store = str(tmp_path / "s.zarr")
+    run("extract", "test-counting", "-m", str(m), "-s", store, "-w", "0")
+    _, out, _ = run("status", "-s", store)
+    assert "... and 4 more; --all or --json" in out
+    _, out, _ = run("status", "-s", store, "--all")
+    assert "failed bad_13" in out

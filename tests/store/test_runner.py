@@ -282,7 +282,11 @@ def test_build_many_runs_dependents_after_their_upstream(tmp_path: Path, store_p
     assert sorted(counting.written) == ["a", "c"]
     assert [f.video_id for f in counting.failed] == ["bad_b"]
     assert sorted(derived.written) == ["a", "c"]
-    assert [(f.video_id, f.error) for f in derived.failed] == [("bad_b", "MissingUpstreamError")]
+    # Not a second failure: the item's failure is counted upstream, with its real cause named here.
+    assert derived.failed == []
+    assert [(f.video_id, f.error) for f in derived.not_applicable] == [("bad_b", "MissingUpstreamError")]
+    assert "test-counting failed: " in derived.not_applicable[0].message
+    assert "unusable test media" in derived.not_applicable[0].message
     fs = FeatureStore(store_path)
     np.testing.assert_allclose(fs.read("test-derived", "c").values, 2 * fs.read("test-counting", "c").values)
     # Built together == built one after the other.

@@ -132,5 +132,9 @@ def test_silent_frames_are_masked(frames_env: dict[str, Path]) -> None:
     assert feats.mask[outside].all()
 
 
-def test_no_demo_config(tmp_path: Path) -> None:
-    assert WavLMFramesExtractor.demo_config(tmp_path) is None
+def test_demo_config_uses_the_tiny_wavlm_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The demo's ras-audio head trains on wavlm-frames: the stand-in is the one ``wavlm`` uses.
+    monkeypatch.delenv("AFFECTCACHE_DEMO_WAVLM_FRAMES_MODEL", raising=False)
+    config = WavLMFramesExtractor.demo_config(tmp_path)
+    assert config.model == str(tmp_path / "tiny-wavlm")
+    assert config.output_dtype == "float16"

@@ -12,6 +12,8 @@ from affectcache.store.status import store_status
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from affectcache.store.pipelines.demo import DemoResult
+
 SMALL = {"n_clips": 3, "min_duration_s": 4.0, "max_duration_s": 6.0, "size": (96, 72)}
 
 
@@ -54,3 +56,24 @@ def test_demo_plan_orders_requirements_first(tmp_path: Path) -> None:
     for i, (name, config) in enumerate(plan):
         for required in get_extractor_cls(name)(config).upstream_modalities():
             assert required in names[:i]
+
+
+def test_demo_chain_runs_its_steps_in_order_after_the_build(tmp_path: Path) -> None:
+    from affectcache.store.pipelines.demo import DemoStep, run_demo_chain
+
+    seen: list[tuple[str, list[str]]] = []
+
+    def step(name: str) -> DemoStep:
+        def run(result: DemoResult) -> str:
+            seen.append((name, result.store.videos("mfcc")))
+            return f"{name} done"
+        return DemoStep(name=name, run=run, next_command=f"affectcache {name} {{out}}")
+
+    chain = run_demo_chain(tmp_path, [step("first"), step("second")], workers=0, extractors=["mfcc"],
+                           corpus=SMALL)
+    ids = chain.result.manifest.ids()
+    assert seen == [("first", ids), ("second", ids)]  # each step sees the complete build
+    assert chain.steps == (("first", "first done"), ("second", "second done"))
+    assert chain.next_commands[1:] == (f"affectcache first {tmp_path.resolve()}",
+                                       f"affectcache second {tmp_path.resolve()}")
+    assert chain.next_commands[0].startswith("affectcache status -s ")

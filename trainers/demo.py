@@ -1,0 +1,94 @@
+"""The VA part of the offline demo: ``ras-face`` and ``ras-audio`` trained on the demo store.
+
+Each head is one demo step (:func:`va_demo_steps`, added by
+:func:`affectcache.trainers.demo_steps.demo_training_steps`): it trains the head with its ``demo`` preset
+(small model, few epochs) on the planted corpus — ``ras-face`` on the face crops' CLIP embeddings
+(``clip-face``; the whole-frame ``clip-scene`` when no face modality was built) and ``ras-audio`` on
+``wavlm-frames`` — writes its predictions into the store (``pred-ras-face``, ``pred-ras-audio``) and
+reports the held-out (test split) CCCs. Runs go to ``<out>/runs/``; a rerun reuses the finished runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from affectcache.store.pipelines.demo import DemoStep
+from affectcache.trainers.models import get_model_spec
+from affectcache.trainers.predict import predict_to_store
+from affectcache.trainers.va import train_va
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from affectcache.store.manifest import Manifest
+    from affectcache.store.pipelines.demo import DemoResult
+    from affectcache.store.zarr_store import FeatureStore
+
+logger = logging.getLogger(__name__)
+
+FACE_INPUTS: tuple[str, ...] = ("clip-face", "clip-scene")
+"""Face-head inputs, in order of preference (the first one the store has is used)."""
+DEMO_HEADS: tuple[str, ...] = ("ras-face", "ras-audio")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemoHead:
+    """One trained demo head."""
+
+    model: str
+    """Registry name."""
+    input_modality: str
+    """What it was trained on."""
+    run_dir: Path
+    """Its run folder."""
+    held_out: dict[str, Any]
+    """Scores on the held-out split (CCC per label with bootstrap CI, va_score, and ``split``)."""
+    prediction_modality: str
+    """The modality its predictions were written to."""
+
+    def summary(self) -> str:
+        """One line: held-out CCC per label with its interval, where the predictions and run are."""
+        cccs = ", ".join(f"{k[4:]} {v['value']:.3f} [{v['low']:.2f}, {v['high']:.2f}]"
+                         for k, v in self.held_out.items() if k.startswith("ccc_"))
+        return (f"on {self.input_modality}: held-out ({self.held_out['split']}) CCC {cccs}; predictions "
+                f"-> {self.prediction_modality}; run {self.run_dir}")
+
+
+def _input_of(name: str, fs: FeatureStore) -> str:
+    if name != "ras-face":
+        return "wavlm-frames"
+    for modality in FACE_INPUTS:
+        if modality in fs.modalities():
+            return modality
+    raise LookupError(f"the demo store has none of {list(FACE_INPUTS)}; build the demo first")
+
+
+def train_demo_head(name: str, fs: FeatureStore, manifest: Manifest, out_dir: Path, *,
+                    progress: bool = False, overrides: Mapping[str, Any] | None = None) -> DemoHead:
+    """Train, predict and score one demo head; ``overrides`` changes fields of its demo preset."""
+    modality = _input_of(name, fs)
+    presets = dict(get_model_spec(name).presets or {})
+    config = presets["demo"]().replace(input_modality=modality, **dict(overrides or {}))
+    run = train_va(name, fs, manifest, out_dir / "runs" / name, config=config, progress=progress)
+    results = run.record["results"]
+    split = config.test_split if config.test_split in results else config.val_split
+    report = predict_to_store(run.run_dir, fs, manifest, modality=f"pred-{name}", overwrite=True)
+    return DemoHead(model=name, input_modality=modality, run_dir=run.run_dir,
+                    held_out={"split": split, **results[split]}, prediction_modality=report.modality)
+
+
+def va_demo_steps() -> list[DemoStep]:
+    """One demo step per VA head."""
+
+    def step(name: str) -> DemoStep:
+        def run(result: DemoResult) -> str:
+            return train_demo_head(name, result.store, result.manifest, result.out_dir).summary()
+
+        return DemoStep(name=f"train {name}", run=run,
+                        next_command=f"affectcache submit abaw pred-{name} -s {{out}}/features.zarr "
+                                     "--template TEMPLATE.txt --out submission.txt")
+
+    return [step(name) for name in DEMO_HEADS]
