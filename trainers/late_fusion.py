@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from affectcache.extractors.core.config import Config
+from affectcache.trainers import metrics
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -248,7 +249,9 @@ def search_late_fusion(preds: Mapping[str, npt.ArrayLike], targets: npt.ArrayLik
                 scores = ccc_of_weights(cand, stack, y[rows, d])
                 i = int(np.argmax(scores))
                 best_w.append(tuple(float(x) for x in cand[i]))
-                best_ccc.append(float(scores[i]))
+                # The moment formula above ranks every candidate at once; the reported score is the
+                # trainers' metric on the fused series (the same value up to rounding).
+                best_ccc.append(float(metrics.ccc(cand[i] @ stack, y[rows, d], eps=CCC_EPS)))
             choices.append(FusionChoice(models=subset, weights_valence=best_w[0], weights_arousal=best_w[1],
                                         ccc_valence=best_ccc[0], ccc_arousal=best_ccc[1]))
     best = choices[0]

@@ -6,8 +6,9 @@ each projected by ``Linear(d, H) -> LayerNorm -> Dropout`` (RAS ``FusionModel``)
 
 **An expert** is a directed cross-attention stack ``query>source`` (e.g. ``face>behaviour``): the query
 modality's stream attends to the source modality's stream through ``layers`` layers of RAS's layer type
-(sinusoidal position encoding re-added to q, k and v inside every layer, ``nn.MultiheadAttention``,
-post-norm ``LN(attn + Dropout(q))``, FFN ``H -> H`` with GELU, ``LN(ffn + Dropout(x))``), with the outer
+(:class:`~affectcache.trainers.models.ras_layers.RasEncoderLayer`, shared with ``ras-face``: sinusoidal
+position encoding re-added to q, k and v inside every layer, ``nn.MultiheadAttention``, post-norm
+``LN(attn + Dropout(q))``, FFN ``H -> H`` with GELU, ``LN(ffn + Dropout(x))``), with the outer
 residual ``q = q + layer(q, k, v)`` after each layer; k and v stay the source's projection. A side may
 be ``fusion``: the mean of all projected streams (RAS's reserved name; their code re-averages a ``fusion``
 source with the updated query after each layer, here it stays the mean of the projections).
@@ -36,7 +37,6 @@ Presets:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -46,6 +46,7 @@ from torch import nn
 from affectcache.extractors.core.config import Config
 from affectcache.trainers.models.fusion_batch import FusionBatch, FusionOutput, require_modalities
 from affectcache.trainers.models.fusion_losses import sequence_ccc_loss
+from affectcache.trainers.models.ras_layers import RasEncoderLayer
 
 FUSION_STREAM = "fusion"
 """Expert side meaning the mean of all projected modality streams (RAS's reserved name)."""
@@ -152,55 +153,6 @@ def dcmmoe_released_config() -> DCMMOEConfig:
                         heads=8, gate="none")
 
 
-class SinusoidalPositions(nn.Module):  # type: ignore[misc]
-    """Adds the sinusoidal table to a ``(B, T, H)`` sequence, then dropout (RAS ``PositionalEncoding``)."""
-
-    def __init__(self, hidden: int, max_len: int, dropout: float = 0.1) -> None:
-        super().__init__()
-        position = torch.arange(max_len, dtype=torch.float32).unsqueeze(1)
-        div = torch.exp(torch.arange(0, hidden, 2, dtype=torch.float32) * (-math.log(10000.0) / hidden))
-        table = torch.zeros(max_len, hidden)
-        table[:, 0::2] = torch.sin(position * div)
-        table[:, 1::2] = torch.cos(position * div)
-        # Recomputed on construction: not worth a place in every checkpoint.
-        self.register_buffer("table", table, persistent=False)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x + table[:T]`` with dropout."""
-        if x.shape[1] > self.table.shape[0]:
-            raise ValueError(f"sequence of {x.shape[1]} frames is longer than max_len {self.table.shape[0]}; "
-                             "raise max_len or shorten the window")
-        return self.dropout(x + self.table[: x.shape[1]])
-
-
-class RASAttentionLayer(nn.Module):  # type: ignore[misc]
-    """RAS's encoder layer with separate query and key/value streams (section 1.3 of the methods notes).
-
-    Position encoding (own dropout, fixed 0.1 as in the authors' code) is re-added to q, k and v; the
-    residual branch, not the attention output, goes through dropout: ``LN(attn + Dropout(q))``.
-    """
-
-    def __init__(self, hidden: int, heads: int, dropout: float, max_len: int) -> None:
-        super().__init__()
-        self.attention = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
-        self.ffn = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout),
-                                 nn.Linear(hidden, hidden))
-        self.norm_attention = nn.LayerNorm(hidden)
-        self.norm_ffn = nn.LayerNorm(hidden)
-        self.residual_dropout_attention = nn.Dropout(dropout)
-        self.residual_dropout_ffn = nn.Dropout(dropout)
-        self.positions = SinusoidalPositions(hidden, max_len)
-
-    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``(B, T, H)`` query attending to ``(B, S, H)`` key/value; ``key_padding_mask`` True = ignore."""
-        q, k, v = self.positions(query), self.positions(key), self.positions(value)
-        attended, _ = self.attention(q, k, v, key_padding_mask=key_padding_mask, need_weights=False)
-        x = self.norm_attention(attended + self.residual_dropout_attention(q))
-        return self.norm_ffn(self.ffn(x) + self.residual_dropout_ffn(x))
-
-
 def masked_softmax(logits: torch.Tensor, available: torch.Tensor) -> torch.Tensor:
     """Softmax over the last axis restricted to ``available`` entries, renormalised; all-zero rows where
     nothing is available (RAAV's rule: masked logits at ``-1e4``, weights multiplied by the mask, divided
@@ -223,7 +175,7 @@ class DCMMOEModel(nn.Module):  # type: ignore[misc]
             for m, d in zip(config.modalities, config.input_dims, strict=True)
         })
         self.experts = nn.ModuleList([
-            nn.ModuleList([RASAttentionLayer(h, config.heads, config.dropout, config.max_len)
+            nn.ModuleList([RasEncoderLayer(h, config.heads, dropout=config.dropout, pe_max_len=config.max_len)
                            for _ in range(config.layers)])
             for _ in config.experts
         ])

@@ -1,8 +1,9 @@
 """Training losses of the fusion models: CCC-based regression terms and Kookmin's soft region labels.
 
 All losses are differentiable torch functions over ``(B, T, 2)`` predictions and targets with a
-``(B, T)`` validity mask (padding, missing labels). CCC here uses population moments with the authors'
-``1e-8`` in the denominator (RAS ``utils.ccc_1d``); it is a loss term, not an evaluation metric.
+``(B, T)`` validity mask (padding, missing labels). CCC is :func:`affectcache.trainers.metrics.ccc`
+(torch path, differentiable) with population moments and the authors' ``1e-8`` in the denominator
+(RAS ``utils.ccc_1d``).
 
 - :func:`sequence_ccc_loss` -- RAS face / DCMMOE: CCC per window and dimension over the window's valid
   frames, loss = mean over windows and dimensions of ``w_d * (1 - CCC)``.
@@ -19,15 +20,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from affectcache.trainers import metrics
+
 CCC_EPS = 1e-8
 """Added to the CCC denominator (RAS ``ccc_1d``): a constant prediction of a constant target is 0."""
 
 
 def _ccc_pooled(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """CCC of two 1-D tensors (population moments)."""
-    pm, tm = pred.mean(), target.mean()
-    cov = ((pred - pm) * (target - tm)).mean()
-    return 2.0 * cov / (pred.var(unbiased=False) + target.var(unbiased=False) + (pm - tm) ** 2 + CCC_EPS)
+    """CCC of two 1-D tensors (population moments, ``CCC_EPS``) through the trainers' metric."""
+    out: torch.Tensor = metrics.ccc(pred, target, eps=CCC_EPS)
+    return out
 
 
 def _check(preds: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> None:
@@ -46,18 +48,10 @@ def sequence_ccc_loss(preds: torch.Tensor, targets: torch.Tensor, valid: torch.T
     Windows without a valid frame are left out; a batch without any gives 0 (still differentiable).
     """
     _check(preds, targets, valid)
-    w = valid.to(preds.dtype).unsqueeze(-1)                                  # (B, T, 1)
-    n = w.sum(dim=1)                                                         # (B, 1)
-    keep = n.squeeze(-1) > 0
+    keep = valid.any(dim=1)
     if not bool(keep.any()):
         return preds.sum() * 0.0
-    n = n.clamp_min(1.0)
-    pm = (preds * w).sum(1) / n
-    tm = (targets * w).sum(1) / n                                            # (B, 2)
-    dp = (preds - pm.unsqueeze(1)) * w
-    dt = (targets - tm.unsqueeze(1)) * w
-    cov = (dp * dt).sum(1) / n
-    ccc = 2.0 * cov / ((dp**2).sum(1) / n + (dt**2).sum(1) / n + (pm - tm) ** 2 + CCC_EPS)
+    ccc = metrics.ccc(preds, targets, valid.unsqueeze(-1), dim=1, eps=CCC_EPS)   # (B, 2)
     dim_w = preds.new_tensor(weights)
     return ((1.0 - ccc[keep]) * dim_w).mean()
 
