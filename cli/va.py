@@ -1,5 +1,5 @@
-"""``affectcache train ras-face|ras-behaviour|ras-audio``, ``train show-config``, ``predict`` and
-``submit abaw``.
+"""``affectcache train ras-face|ras-behaviour|ras-audio|dcmmoe|dcmmoe-released``, ``train show-config``,
+``predict`` and ``submit abaw``.
 
 Thin commands over :mod:`affectcache.trainers.va`, :mod:`affectcache.trainers.predict` and
 :mod:`affectcache.trainers.submission`; config choices and validation come from the model registry.
@@ -17,7 +17,7 @@ import typer
 from affectcache.cli._app import ConfigOpt, ManifestOpt, SetOpt, StoreOpt, app, cli_errors
 from affectcache.cli.train import train_app
 
-VA_MODELS: tuple[str, ...] = ("ras-face", "ras-behaviour", "ras-audio")
+VA_MODELS: tuple[str, ...] = ("ras-face", "ras-behaviour", "ras-audio", "dcmmoe", "dcmmoe-released")
 """The VA models with a train command here (each is looked up in the model registry)."""
 
 PresetOpt = Annotated[str | None, typer.Option("--preset", help="Start from a named preset (e.g. demo).")]

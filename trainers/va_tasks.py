@@ -122,6 +122,11 @@ class VATask(abc.ABC):
     def input_width(self) -> int:
         return self.input.width
 
+    @property
+    def input_dims(self) -> dict[str, int]:
+        """Feature width of each input stream (what the model builder is given)."""
+        return {"input": self.input_width}
+
     def _tensor(self, array: npt.NDArray[Any]) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from affectcache.trainers.contributions import (
+from affectcache.trainers.fusion.contributions import (
     ablation_contributions,
     gate_contributions,
     merge_single_sequence,

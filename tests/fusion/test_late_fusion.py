@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from affectcache.extractors.core.errors import ConfigError
-from affectcache.trainers.late_fusion import (
+from affectcache.trainers.fusion.late_fusion import (
     LateFusionConfig,
     apply_late_fusion,
     ccc_of_weights,

@@ -34,6 +34,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "affectcache.trainers.models.ras_face",
     "affectcache.trainers.models.ras_behaviour",
     "affectcache.trainers.models.ras_audio",
+    "affectcache.trainers.models.dcmmoe",
 )
 """Modules whose import registers the built-in models (others add theirs by calling register_model)."""
 

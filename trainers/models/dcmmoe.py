@@ -38,15 +38,20 @@ Presets:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import nn
 
-from affectcache.extractors.core.config import Config
+import affectcache.trainers.fusion.tasks  # noqa: F401  (registers the fusion-windows view)
+from affectcache.trainers.fusion.config import FusionVAConfig
+from affectcache.trainers.models import ModelSpec, register_model
 from affectcache.trainers.models.fusion_batch import FusionBatch, FusionOutput, require_modalities
 from affectcache.trainers.models.fusion_losses import sequence_ccc_loss
 from affectcache.trainers.models.ras_layers import RasEncoderLayer
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 FUSION_STREAM = "fusion"
 """Expert side meaning the mean of all projected modality streams (RAS's reserved name)."""
@@ -55,14 +60,12 @@ _MASKED_LOGIT = -1e4
 
 
 @dataclass(frozen=True, kw_only=True)
-class DCMMOEConfig(Config):
+class DCMMOEConfig(FusionVAConfig):
     """DCMMOE architecture and training settings (defaults: the ``dcmmoe`` preset)."""
 
-    modalities: tuple[str, ...] = ("face", "behaviour", "audio")
-    """Input streams on the frame clock, in order (names of the batch's inputs)."""
-
     input_dims: tuple[int, ...] = (258, 258, 258)
-    """Features per frame of each modality (RAS's heads: 256-d embedding ‖ 2-d prediction = 258)."""
+    """Features per frame of each modality (RAS's heads: 256-d embedding ‖ 2-d prediction = 258); the
+    trainer sets it from the store's modalities; ``[]`` = only from the store)."""
 
     experts: tuple[str, ...] = ("face>behaviour", "face>audio", "behaviour>face", "behaviour>audio",
                                 "audio>face", "audio>behaviour")
@@ -94,12 +97,6 @@ class DCMMOEConfig(Config):
     max_len: int = 5000
     """Longest window the sinusoidal position table covers (RAS: 5000)."""
 
-    window: int = 400
-    """Frames per training window (the trainer cuts windows of this length; last one aligned to the end)."""
-
-    hop: int = 150
-    """Frames between window starts."""
-
     loss_weights: tuple[float, float] = (1.0, 1.0)
     """Valence, arousal weights of the per-window masked CCC loss (RAS ``w=[1,1]``)."""
 
@@ -109,14 +106,18 @@ class DCMMOEConfig(Config):
 
     def validate(self) -> list[str]:
         """Every cross-field problem of this config."""
-        problems: list[str] = []
+        problems = super().validate()
+        if len(self.labels) != 2:
+            problems.append(f"dcmmoe predicts valence and arousal: labels must name 2 tracks, got "
+                            f"{list(self.labels)}")
         if not self.modalities or len(set(self.modalities)) != len(self.modalities):
             problems.append(f"modalities must be distinct and non-empty, got {list(self.modalities)}")
         if FUSION_STREAM in self.modalities:
             problems.append(f"{FUSION_STREAM!r} is reserved for the mean stream; rename that modality")
-        if len(self.input_dims) != len(self.modalities) or any(d < 1 for d in self.input_dims):
+        if self.input_dims and (len(self.input_dims) != len(self.modalities)
+                                or any(d < 1 for d in self.input_dims)):
             problems.append(f"input_dims must give one positive size per modality ({len(self.modalities)}), "
-                            f"got {list(self.input_dims)}")
+                            f"got {list(self.input_dims)} (or [] to take them from the store)")
         if not self.experts:
             problems.append("experts must name at least one 'query>source' pair")
         allowed = {*self.modalities, FUSION_STREAM}
@@ -147,10 +148,37 @@ def dcmmoe_config() -> DCMMOEConfig:
     return DCMMOEConfig()
 
 
-def dcmmoe_released_config() -> DCMMOEConfig:
+@dataclass(frozen=True, kw_only=True)
+class DCMMOEReleasedConfig(DCMMOEConfig):
     """``dcmmoe-released``: the public ``FusionModel`` with ``config_best.toml`` (2,179,330 parameters)."""
-    return DCMMOEConfig(modalities=("face", "behaviour"), input_dims=(258, 258), experts=("face>behaviour",),
-                        heads=8, gate="none")
+
+    modalities: tuple[str, ...] = ("face", "behaviour")
+    """Stream names the model reads, in order (the released model: face and behaviour)."""
+
+    input_dims: tuple[int, ...] = (258, 258)
+    """Features per frame of each modality (256-d embedding ‖ 2-d prediction); set from the store."""
+
+    experts: tuple[str, ...] = ("face>behaviour",)
+    """The one released expert: face queries behaviour."""
+
+    heads: int = 8
+    """Attention heads per layer (the released code: 8)."""
+
+    gate: Literal["softmax", "none"] = "none"
+    """No gate (the released code has one expert)."""
+
+
+def dcmmoe_released_config() -> DCMMOEReleasedConfig:
+    """``dcmmoe-released``: the public ``FusionModel`` with ``config_best.toml`` (2,179,330 parameters)."""
+    return DCMMOEReleasedConfig()
+
+
+def dcmmoe_demo_config() -> DCMMOEConfig:
+    """Small settings for the demo corpus (a few short clips at 2 fps; face and audio heads' predictions)."""
+    return DCMMOEConfig(modalities=("face", "audio"),
+                        input_dims=(), experts=("face>audio", "audio>face"), hidden=32, heads=4,
+                        layers=1, gate_hidden=32, window=100, hop=50, epochs=30, lr=1e-3,
+                        early_stop_patience=10, batch_size=8, bootstrap_resamples=200)
 
 
 def masked_softmax(logits: torch.Tensor, available: torch.Tensor) -> torch.Tensor:
@@ -168,6 +196,9 @@ class DCMMOEModel(nn.Module):  # type: ignore[misc]
     def __init__(self, config: DCMMOEConfig) -> None:
         super().__init__()
         config.check()
+        if not config.input_dims:
+            raise ValueError("dcmmoe: input_dims is empty; build the model through the trainer (it reads the "
+                             "widths from the store) or set input_dims")
         self.config = config
         h = config.hidden
         self.projections = nn.ModuleDict({
@@ -259,3 +290,18 @@ class DCMMOEModel(nn.Module):  # type: ignore[misc]
     def loss(self, output: FusionOutput, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """RAS's per-window masked CCC loss, weighted by ``loss_weights``."""
         return sequence_ccc_loss(output.preds, targets, valid, self.config.loss_weights)
+
+
+def build_dcmmoe(config: DCMMOEConfig, input_dims: Mapping[str, int]) -> DCMMOEModel:
+    """The model for the store's stream widths (``input_dims`` per stream name)."""
+    missing = [m for m in config.modalities if m not in input_dims]
+    if missing:
+        raise ValueError(f"dcmmoe: no width for streams {missing}; got {sorted(input_dims)}")
+    return DCMMOEModel(config.replace(input_dims=tuple(int(input_dims[m]) for m in config.modalities)))
+
+
+register_model(ModelSpec(name="dcmmoe", config_type=DCMMOEConfig, build=build_dcmmoe,
+                         summary="Team RAS DCMMOE: directed cross-modal experts, frame-wise softmax gate",
+                         presets={"released": dcmmoe_released_config, "demo": dcmmoe_demo_config}))
+register_model(ModelSpec(name="dcmmoe-released", config_type=DCMMOEReleasedConfig, build=build_dcmmoe,
+                         summary="Team RAS's public FusionModel (face queries behaviour, no gate)"))

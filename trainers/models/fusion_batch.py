@@ -6,7 +6,7 @@ per modality, a padded ``(B, T_m, D_m)`` float tensor and a ``(B, T_m)`` validit
 face, a silent audio window, padding), plus the ``(B, T)`` mask of the output frames. Modalities on the
 frame clock share ``T``; token modalities (RAAV's four audio chunk tokens, Kookmin's AST windows) have
 their own length. The common shape lets one ablation routine mask any modality of any model
-(:mod:`~affectcache.trainers.contributions`).
+(:mod:`~affectcache.trainers.fusion.contributions`).
 """
 
 from __future__ import annotations

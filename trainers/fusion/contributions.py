@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from affectcache.trainers.late_fusion import DIMENSIONS
+from affectcache.trainers.fusion.late_fusion import DIMENSIONS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
