@@ -1,4 +1,4 @@
-"""``affectcache train ras-face|ras-behaviour|ras-audio|dcmmoe|dcmmoe-released``, ``train show-config``,
+"""``affectcache train ras-face|ras-behaviour|ras-audio|dcmmoe|dcmmoe-released|raav``, ``train show-config``,
 ``predict`` and ``submit abaw``.
 
 Thin commands over :mod:`affectcache.trainers.va`, :mod:`affectcache.trainers.predict` and
@@ -17,7 +17,7 @@ import typer
 from affectcache.cli._app import ConfigOpt, ManifestOpt, SetOpt, StoreOpt, app, cli_errors
 from affectcache.cli.train import train_app
 
-VA_MODELS: tuple[str, ...] = ("ras-face", "ras-behaviour", "ras-audio", "dcmmoe", "dcmmoe-released")
+VA_MODELS: tuple[str, ...] = ("ras-face", "ras-behaviour", "ras-audio", "dcmmoe", "dcmmoe-released", "raav")
 """The VA models with a train command here (each is looked up in the model registry)."""
 
 PresetOpt = Annotated[str | None, typer.Option("--preset", help="Start from a named preset (e.g. demo).")]

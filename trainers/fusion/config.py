@@ -17,9 +17,6 @@ class FusionVAConfig(VAConfig):
     input_modality: str = ""
     """Unused by fusion trainers: they read ``input_modalities``."""
 
-    modalities: tuple[str, ...] = ("face", "behaviour", "audio")
-    """Stream names the model reads, in order."""
-
     input_modalities: tuple[str, ...] = ()
     """Store modality of each stream (same order; empty: ``pred-<stream>``): frame modalities on the label
     clock, as ``affectcache predict`` writes them (behaviour and audio heads already expanded from
@@ -38,16 +35,25 @@ class FusionVAConfig(VAConfig):
     hop: int = 150
     """Frames between window starts."""
 
+    def streams(self) -> tuple[str, ...]:
+        """Stream names the model reads, in order (each model config says which)."""
+        return ()
+
+    def token_streams(self) -> dict[str, int]:
+        """Streams the model reads as a few tokens per window instead of per frame: name -> tokens (the
+        window's frames split in that many equal chunks, each the mean of the chunk's valid rows)."""
+        return {}
+
     def input_names(self) -> tuple[str, ...]:
         """Store modalities the run depends on."""
-        return self.input_modalities or tuple(f"pred-{m}" for m in self.modalities)
+        return self.input_modalities or tuple(f"pred-{m}" for m in self.streams())
 
     def validate(self) -> list[str]:
         problems = super().validate()
-        if self.input_modalities and (len(self.input_modalities) != len(self.modalities)
+        if self.input_modalities and (len(self.input_modalities) != len(self.streams())
                                       or not all(self.input_modalities)):
             problems.append(f"input_modalities must name one store modality per stream "
-                            f"{list(self.modalities)}, got {list(self.input_modalities)}")
+                            f"{list(self.streams())}, got {list(self.input_modalities)}")
         if self.max_fill_s is not None and self.max_fill_s < 0:
             problems.append(f"max_fill_s must be >= 0 or null, got {self.max_fill_s}")
         if self.window < 1 or not 1 <= self.hop <= self.window:

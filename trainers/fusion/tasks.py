@@ -8,6 +8,13 @@ part 1's frame windows (:func:`~affectcache.trainers.data.views.frame_windows`);
 :class:`~affectcache.trainers.models.fusion_batch.FusionBatch` and the model's own ``loss`` is used.
 Frame outputs are the overlap mean of the windows, frames no window reaches take the nearest predicted
 frame (as part 1's frame-window task).
+
+Token streams (``config.token_streams()``; RAAV's audio): the window's frames are split into ``n`` equal
+chunks and each chunk's token is the mean of the stream's valid rows in it (valid when it has one). With
+RAAV's defaults (100-frame windows every 50 = 4 s every 2 s at Aff-Wild2's 25 fps, 4 tokens) the tokens
+are one-second means of the audio head's frame outputs, the shape of the authors' four chunk tokens.
+RAAV's training rule that masks a window's audio by mouth-open seconds and face coverage needs per-frame
+mouth/face measures that prediction modalities do not carry; it is not applied here (logged).
 """
 
 from __future__ import annotations
@@ -63,7 +70,7 @@ class FusionWindowTask(VATask):
         every = list(dict.fromkeys(v for clock in clocks.values() for v in clock.video_ids))
         self.inputs: dict[str, InputModality] = {
             stream: load_input(fs, modality, every, None)
-            for stream, modality in zip(config.modalities, config.input_names(), strict=True)}
+            for stream, modality in zip(config.streams(), config.input_names(), strict=True)}
         values = {s: torch.from_numpy(np.ascontiguousarray(inp.matrix())) for s, inp in self.inputs.items()}
         total = sum(v.numel() * v.element_size() for v in values.values())
         fits = _fits(torch.empty(total, dtype=torch.uint8), self.device)
@@ -73,6 +80,9 @@ class FusionWindowTask(VATask):
                         self.device)
         self.values = {s: v.to(self.storage) for s, v in values.items()}
         self._prepared = {}
+        if config.token_streams() and getattr(config, "mask_audio_in_training", False):
+            logger.info("the audio-masking training rule needs mouth-open and face-coverage measures per "
+                        "window, which prediction modalities lack; audio tokens are kept wherever valid")
         if config.train_split not in clocks:  # prediction only
             return
         self.train: FusionView = self._view(clocks[config.train_split])
@@ -106,10 +116,14 @@ class FusionWindowTask(VATask):
         mask = self._tensor(pad)
         r_store, r_dev = self._index(rows), self._tensor(rows)
         inputs, valid = {}, {}
+        tokens = self.config.token_streams()
         for s, values in self.values.items():
             v = view.valid[s][r_dev] & mask
             x = values[view.index[s][r_store]].to(self.device, non_blocking=True).float()
-            inputs[s] = x * v.unsqueeze(-1).to(x.dtype)
+            x = x * v.unsqueeze(-1).to(x.dtype)
+            if s in tokens:
+                x, v = _chunk_tokens(x, v, tokens[s])
+            inputs[s] = x
             valid[s] = v
         return FusionBatch(inputs=inputs, valid=valid, mask=mask)
 
@@ -157,6 +171,18 @@ class FusionWindowTask(VATask):
         emb = mean["embedding"].astype(np.float32) if "embedding" in mean else None
         weights = {k.split(":", 1)[1]: v[:, 0] for k, v in mean.items() if k.startswith("weight:")}
         return FramePredictions(clock=clock, preds=preds, covered=covered, embeddings=emb), weights
+
+
+def _chunk_tokens(x: torch.Tensor, valid: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, W, D)`` rows (zeros where invalid) -> ``(B, n, D)`` chunk means over the valid rows, and
+    ``(B, n)`` whether a chunk has one."""
+    width = x.shape[1]
+    chunk = torch.arange(width, device=x.device) * n // width
+    onehot = torch.nn.functional.one_hot(chunk, n).to(x.dtype)                     # (W, n)
+    weight = valid.to(x.dtype).unsqueeze(-1) * onehot                              # (B, W, n)
+    count = weight.sum(1)                                                          # (B, n)
+    means = torch.einsum("bwd,bwn->bnd", x, weight) / count.clamp(min=1).unsqueeze(-1)
+    return means, count > 0
 
 
 TASKS[FusionWindowTask.view] = FusionWindowTask

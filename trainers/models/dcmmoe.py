@@ -63,6 +63,9 @@ _MASKED_LOGIT = -1e4
 class DCMMOEConfig(FusionVAConfig):
     """DCMMOE architecture and training settings (defaults: the ``dcmmoe`` preset)."""
 
+    modalities: tuple[str, ...] = ("face", "behaviour", "audio")
+    """Input streams on the frame clock, in order (names of the batch's inputs)."""
+
     input_dims: tuple[int, ...] = (258, 258, 258)
     """Features per frame of each modality (RAS's heads: 256-d embedding ‖ 2-d prediction = 258); the
     trainer sets it from the store's modalities; ``[]`` = only from the store)."""
@@ -99,6 +102,10 @@ class DCMMOEConfig(FusionVAConfig):
 
     loss_weights: tuple[float, float] = (1.0, 1.0)
     """Valence, arousal weights of the per-window masked CCC loss (RAS ``w=[1,1]``)."""
+
+    def streams(self) -> tuple[str, ...]:
+        """The model's streams: ``modalities``."""
+        return self.modalities
 
     def expert_pairs(self) -> list[tuple[str, str]]:
         """``(query, source)`` of each expert."""

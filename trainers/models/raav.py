@@ -36,28 +36,35 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from affectcache.extractors.core.config import Config
+import affectcache.trainers.fusion.tasks  # noqa: F401  (registers the fusion-windows view)
+from affectcache.trainers.fusion.config import FusionVAConfig
+from affectcache.trainers.models import ModelSpec, register_model
 from affectcache.trainers.models.dcmmoe import masked_softmax
 from affectcache.trainers.models.fusion_batch import FusionBatch, FusionOutput, require_modalities
 from affectcache.trainers.models.fusion_losses import ccc_mse_loss
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 PRIOR_FLOOR = 1e-6
 """Smallest prior used (the authors' floor), so a zero prior gives a finite log-prior."""
 
 
 @dataclass(frozen=True, kw_only=True)
-class RAAVConfig(Config):
+class RAAVConfig(FusionVAConfig):
     """RAAV architecture, loss and evaluation settings (defaults: ``mm_cfg_va_s2s.yaml``)."""
 
     frame_modalities: tuple[str, ...] = ("face", "behaviour")
     """Frame-level modalities fused by the reliability gate, in order."""
 
     frame_input_dims: tuple[int, ...] = (258, 258)
-    """Features per frame of each frame modality (embedding ‖ prediction)."""
+    """Features per frame of each frame modality (embedding ‖ prediction); the trainer sets it from the
+    store (``[]`` = only from the store)."""
 
     priors: tuple[float, ...] = (0.85, 0.15)
     """Prior reliability of each frame modality (face 0.85, multimodal behaviour 0.15), normalised to
@@ -67,7 +74,17 @@ class RAAVConfig(Config):
     """Name of the token modality (the window's audio chunk tokens)."""
 
     audio_input_dim: int = 258
-    """Features per audio token (WavLM head embedding 256 ‖ prediction 2)."""
+    """Features per audio token (WavLM head embedding 256 ‖ prediction 2); the trainer sets it from the
+    store."""
+
+    audio_tokens: int = 4
+    """Audio chunk tokens per window (one per second of the 4 s window)."""
+
+    window: int = 100
+    """Frames per sample: the 4 s audio window at Aff-Wild2's 25 fps."""
+
+    hop: int = 50
+    """Frames between samples (2 s at 25 fps, the audio windows' hop)."""
 
     hidden: int = 256
     """Width of every projection, attention and the temporal encoder."""
@@ -133,14 +150,28 @@ class RAAVConfig(Config):
             return True
         return open_s >= self.audio_min_open_s and coverage >= self.audio_min_coverage
 
+    def streams(self) -> tuple[str, ...]:
+        """Frame modalities, then the audio token stream."""
+        return (*self.frame_modalities, self.audio_modality)
+
+    def token_streams(self) -> dict[str, int]:
+        """The audio stream, as ``audio_tokens`` chunk tokens per window."""
+        return {self.audio_modality: self.audio_tokens}
+
     def validate(self) -> list[str]:
         """Every cross-field problem of this config."""
-        problems: list[str] = []
+        problems = super().validate()
+        if len(self.labels) != 2:
+            problems.append(f"raav predicts valence and arousal: labels must name 2 tracks, got "
+                            f"{list(self.labels)}")
+        if self.audio_tokens < 1:
+            problems.append(f"audio_tokens must be >= 1, got {self.audio_tokens}")
         n = len(self.frame_modalities)
         if not n or len(set(self.frame_modalities)) != n or self.audio_modality in self.frame_modalities:
             problems.append(f"frame_modalities must be distinct, non-empty and not {self.audio_modality!r}, "
                             f"got {list(self.frame_modalities)}")
-        if len(self.frame_input_dims) != n or any(d < 1 for d in self.frame_input_dims):
+        dims = self.frame_input_dims
+        if dims and (len(dims) != n or any(d < 1 for d in dims)):
             problems.append(f"frame_input_dims needs one positive size per frame modality ({n}), "
                             f"got {list(self.frame_input_dims)}")
         if len(self.priors) != n or any(p < 0 for p in self.priors) or not any(p > 0 for p in self.priors):
@@ -166,6 +197,12 @@ def raav_config() -> RAAVConfig:
     return RAAVConfig()
 
 
+def raav_demo_config() -> RAAVConfig:
+    """Small settings for the demo corpus: face and audio heads' predictions (no behaviour stream)."""
+    return RAAVConfig(frame_modalities=("face",), frame_input_dims=(), priors=(1.0,), hidden=32, heads=4,
+                      epochs=30, lr=1e-3, early_stop_patience=10, batch_size=8, bootstrap_resamples=200)
+
+
 def reliability_weights(logits: torch.Tensor, valid: torch.Tensor, log_priors: torch.Tensor) -> torch.Tensor:
     """Per-frame modality weights: ``(B, T, M)`` gate logits + log-priors, softmax over valid modalities.
 
@@ -186,6 +223,9 @@ class RAAVModel(nn.Module):  # type: ignore[misc]
     def __init__(self, config: RAAVConfig) -> None:
         super().__init__()
         config.check()
+        if not config.frame_input_dims:
+            raise ValueError("raav: frame_input_dims is empty; build the model through the trainer (it reads "
+                             "the widths from the store) or set frame_input_dims")
         self.config = config
         h = config.hidden
         self.frame_projectors = nn.ModuleDict({
@@ -267,3 +307,18 @@ class RAAVModel(nn.Module):  # type: ignore[misc]
         cfg = self.config
         return ccc_mse_loss(output.preds, targets, valid, v_weight=cfg.v_weight, a_weight=cfg.a_weight,
                             mse_weight=cfg.mse_weight, min_valid=cfg.min_valid)
+
+
+def build_raav(config: RAAVConfig, input_dims: Mapping[str, int]) -> RAAVModel:
+    """The model for the store's stream widths (``input_dims`` per stream name)."""
+    missing = [m for m in config.streams() if m not in input_dims]
+    if missing:
+        raise ValueError(f"raav: no width for streams {missing}; got {sorted(input_dims)}")
+    frame_dims = tuple(int(input_dims[m]) for m in config.frame_modalities)
+    return RAAVModel(config.replace(frame_input_dims=frame_dims,
+                                    audio_input_dim=int(input_dims[config.audio_modality])))
+
+
+register_model(ModelSpec(name="raav", config_type=RAAVConfig, build=build_raav,
+                         summary="Team RAS RAAV: reliability-gated frame streams, audio latents",
+                         presets={"demo": raav_demo_config}))
