@@ -109,7 +109,7 @@ def fuse_late_to_store(fs: FeatureStore, manifest: Manifest, inputs: Sequence[st
     for vid in clock.video_ids:
         rows = clock.rows(vid)
         block = fused[rows]
-        ok: npt.NDArray[np.bool_] = np.isfinite(block).all(axis=1)
+        ok = np.asarray(np.isfinite(block).all(axis=1), dtype=bool)
         values = np.nan_to_num(block).astype(np.float32)
         fs.write(name, FeatureArray(video_id=vid, kind="frame", values=values,
                                     frame=clock.frame[rows], time_s=clock.time_s[rows], mask=ok,
