@@ -133,6 +133,8 @@ def train_va(name: str, fs: FeatureStore, manifest: Manifest, out_dir: str | Pat
         ConfigError: ``out_dir`` holds a run with another config or model (and not ``overwrite``).
         StoreError: A split is empty or unlabelled, or an input is missing.
     """
+    import torch
+
     from affectcache.trainers.loop import fit, seed_everything
     from affectcache.trainers.va_tasks import make_task
 
@@ -190,6 +192,8 @@ def train_va(name: str, fs: FeatureStore, manifest: Manifest, out_dir: str | Pat
         results[split] = score_split(pred, config, run_dir / f"per_video_{split}.csv")
         if split == config.val_split:
             _plots(pred, run_dir / "plots", config.eval_moments)
+            with torch.no_grad():
+                record.update(task.write_run_extras(model, clock, run_dir))
     atomic_write_json(run_dir / "results.json", results)
     record.update(results=results, status="done", finished=utc_now())
     atomic_write_json(run_dir / "run.json", record)

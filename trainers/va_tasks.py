@@ -48,6 +48,7 @@ from affectcache.trainers.data.views import (
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
+    from pathlib import Path
 
     from affectcache.store.zarr_store import FeatureStore
     from affectcache.trainers.data.config import VAConfig
@@ -171,6 +172,11 @@ class VATask(abc.ABC):
     def predict(self, model: torch.nn.Module, clock: FrameClock, *, embeddings: bool = False,
                 ) -> FramePredictions:
         """Frame outputs (and embeddings) of ``model`` on every frame of ``clock``."""
+
+    def write_run_extras(self, model: torch.nn.Module, clock: FrameClock, run_dir: Path) -> dict[str, Any]:
+        """Task-specific outputs of a finished run on the validation clock (fusion: contribution maps);
+        returns what goes into run.json (nothing by default)."""
+        return {}
 
 
 class FrameWindowTask(VATask):

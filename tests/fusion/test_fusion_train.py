@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 TINY = {"modalities": ["face", "audio"], "input_modalities": ["pred-face", "pred-audio"], "input_dims": [],
-        "experts": ["face>audio", "audio>face"], "hidden": 16, "heads": 2, "layers": 1, "gate_hidden": 16,
+        "experts": ["face>fusion", "audio>fusion"], "hidden": 16, "heads": 2, "layers": 1, "gate_hidden": 16,
         "window": 100, "hop": 50, "epochs": 6, "lr": 3e-3, "bootstrap_resamples": 50}
 
 
@@ -63,6 +63,19 @@ def test_dcmmoe_trains_predicts_and_records_its_inputs(va_store: tuple[Path, Pat
     # valence is in the face stream, arousal in the audio stream: both must come through the fusion
     assert val["ccc_valence"]["value"] > 0.6
     assert val["ccc_arousal"]["value"] > 0.6
+    summary = record["contributions"]
+    assert json.loads((tmp_path / "run" / "contributions" / "summary.json").read_text()) == summary
+    # the planted signal: arousal lives in the audio stream, valence in the face stream
+    share = summary["ablation_share"]
+    assert share["arousal"]["audio"] > share["valence"]["audio"]
+    assert share["valence"]["face"] > share["arousal"]["face"]
+    assert sum(share["valence"].values()) == pytest.approx(1.0)
+    assert set(summary["gate"]) == {"face", "audio"}  # DCMMOE's expert gate spread over the streams
+    assert sum(summary["gate"].values()) == pytest.approx(1.0, abs=1e-5)
+    maps = np.load(tmp_path / "run" / "contributions" / "maps.npz")
+    assert maps["ablation/audio"].shape == (int(maps["offsets"][-1]), 2)
+    assert sorted(p.name for p in (tmp_path / "run" / "plots" / "contributions").iterdir()) == [
+        "vid05.png", "vid06.png"]
     report = predict_to_store(tmp_path / "run", fs, manifest, modality="pred-fused", splits=["test"])
     assert report.columns[:2] == ("valence", "arousal")
     assert len(report.columns) == 2 + 16  # predictions ‖ the 16-d head embedding
@@ -113,6 +126,8 @@ def test_raav_trains_on_windows_with_audio_tokens(va_store: tuple[Path, Path], t
     assert config.input_names() == ("pred-face", "pred-audio")
     run = train_va("raav", fs, manifest, tmp_path / "raav", config=config)
     assert run.record["input_dims"] == {"face": 3, "audio": 3}
+    # one frame stream: the reliability gate gives it everything
+    assert run.record["contributions"]["gate"] == {"face": pytest.approx(1.0)}
     val = run.record["results"]["val"]
     assert val["ccc_valence"]["value"] > 0.9
     # Arousal reaches the model only through the four one-second audio tokens, which every frame of the

@@ -35,6 +35,7 @@ from affectcache.trainers.va_tasks import EVAL_BATCH_FACTOR, TASKS, FramePredict
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
+    from pathlib import Path
 
     from affectcache.store.zarr_store import FeatureStore
     from affectcache.trainers.fusion.config import FusionVAConfig
@@ -112,7 +113,7 @@ class FusionWindowTask(VATask):
                           index=index, valid=valid)
 
     def _batch(self, view: FusionView, rows: npt.NDArray[np.int64], pad: npt.NDArray[np.bool_],
-               ) -> FusionBatch:
+               drop: str | None = None) -> FusionBatch:
         mask = self._tensor(pad)
         r_store, r_dev = self._index(rows), self._tensor(rows)
         inputs, valid = {}, {}
@@ -125,7 +126,8 @@ class FusionWindowTask(VATask):
                 x, v = _chunk_tokens(x, v, tokens[s])
             inputs[s] = x
             valid[s] = v
-        return FusionBatch(inputs=inputs, valid=valid, mask=mask)
+        batch = FusionBatch(inputs=inputs, valid=valid, mask=mask)
+        return batch.without(drop) if drop is not None else batch
 
     def train_batches(self, epoch: int, generator: torch.Generator) -> Iterator[dict[str, Any]]:
         view = self.train
@@ -144,9 +146,10 @@ class FusionWindowTask(VATask):
         return self.predict_with_weights(model, clock, embeddings=embeddings)[0]
 
     def predict_with_weights(self, model: torch.nn.Module, clock: FrameClock, *, embeddings: bool = False,
+                             drop: str | None = None,
                              ) -> tuple[FramePredictions, dict[str, npt.NDArray[np.float64]]]:
         """Frame outputs and, per stream, the model's own per-frame contribution weight (overlap means;
-        empty for a model without a gate)."""
+        empty for a model without a gate); ``drop`` masks that stream everywhere (ablation)."""
         view: FusionView = self._view(clock)
         n = clock.n_rows
         sums: dict[str, torch.Tensor] = {}
@@ -154,7 +157,7 @@ class FusionWindowTask(VATask):
         step = self.config.batch_size * EVAL_BATCH_FACTOR
         for start in range(0, len(view.windows), step):
             rows, pad = view.windows.gather_rows(np.arange(start, min(start + step, len(view.windows))))
-            out: FusionOutput = model(self._batch(view, rows, pad))
+            out: FusionOutput = model(self._batch(view, rows, pad, drop))
             keep = self._tensor(pad)
             r = self._tensor(rows[pad])
             parts = {"preds": out.preds, **({"embedding": out.embedding} if embeddings else {}),
@@ -171,6 +174,77 @@ class FusionWindowTask(VATask):
         emb = mean["embedding"].astype(np.float32) if "embedding" in mean else None
         weights = {k.split(":", 1)[1]: v[:, 0] for k, v in mean.items() if k.startswith("weight:")}
         return FramePredictions(clock=clock, preds=preds, covered=covered, embeddings=emb), weights
+
+
+    def write_run_extras(self, model: torch.nn.Module, clock: FrameClock, run_dir: Path) -> dict[str, Any]:
+        """Contribution maps of the validation videos (see :func:`write_contributions`)."""
+        return {"contributions": write_contributions(self, model, clock, run_dir)}
+
+
+def write_contributions(task: FusionWindowTask, model: torch.nn.Module, clock: FrameClock,
+                        run_dir: Path) -> dict[str, Any]:
+    """Per-frame modality contributions on ``clock`` into ``run_dir/contributions``, and their summary.
+
+    Two maps per stream: the model's own gate weight (RAAV's reliability weights, DCMMOE's expert gate
+    spread over the experts' streams; absent for a model without a gate) and the model-agnostic ablation
+    effect ``|prediction − prediction without the stream|`` per frame and dimension. ``maps.npz`` holds
+    them (``gate/<stream>`` (n,), ``ablation/<stream>`` (n, 2), ``video_ids``, ``offsets``, ``time_s``),
+    ``ablation.csv`` the CCC per video with and without each stream, ``summary.json`` the mean contribution
+    per stream (gate weight; ablation share of valence and of arousal, normalised over streams; mean CCC
+    drop per dimension). One PNG per validation video (target vs estimate above a stream × time heatmap)
+    goes to ``plots/contributions/`` when matplotlib is installed.
+    """
+    from affectcache.extractors.core.atomic import atomic_path, atomic_write_json, atomic_write_text
+    from affectcache.trainers import metrics
+
+    folder = run_dir / "contributions"
+    folder.mkdir(parents=True, exist_ok=True)
+    full, gates = task.predict_with_weights(model, clock)
+    streams = list(task.inputs)
+    effect: dict[str, npt.NDArray[np.float64]] = {}
+    drop_ccc: dict[str, npt.NDArray[np.float64]] = {}
+    groups, mask = clock.row_video, clock.target_mask
+
+    def per_video(preds: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return np.stack([metrics.per_group_scores(preds[:, k], clock.targets[:, k], groups, mask)
+                         for k in range(len(clock.labels))], axis=1)
+
+    base = per_video(full.preds)
+    rows = ["video_id,stream," + ",".join(f"ccc_{lb},ccc_{lb}_without" for lb in clock.labels)]
+    for s in streams:
+        masked, _ = task.predict_with_weights(model, clock, drop=s)
+        effect[s] = np.abs(full.preds - masked.preds)
+        without = per_video(masked.preds)
+        drop_ccc[s] = base - without
+        for i in range(base.shape[0]):
+            pairs = ",".join(f"{base[i, k]:.6f},{without[i, k]:.6f}" for k in range(base.shape[1]))
+            rows.append(f"{clock.video_ids[i]},{s},{pairs}")
+    arrays = {**{f"gate/{s}": w for s, w in gates.items()}, **{f"ablation/{s}": e for s, e in effect.items()},
+              "video_ids": np.asarray(clock.video_ids), "offsets": clock.offsets, "time_s": clock.time_s}
+    with atomic_path(folder / "maps.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
+    atomic_write_text(folder / "ablation.csv", "\n".join(rows) + "\n")
+    total = np.stack([effect[s][mask].mean(axis=0) for s in streams])                 # (S, labels)
+    share = total / np.maximum(total.sum(axis=0, keepdims=True), 1e-12)
+    summary: dict[str, Any] = {
+        "gate": {s: float(w[mask].mean()) for s, w in gates.items()},
+        "ablation_share": {lb: {s: float(share[j, k]) for j, s in enumerate(streams)}
+                           for k, lb in enumerate(clock.labels)},
+        "ccc_drop": {lb: {s: float(np.nanmean(drop_ccc[s][:, k])) for s in streams}
+                     for k, lb in enumerate(clock.labels)},
+    }
+    atomic_write_json(folder / "summary.json", summary)
+    try:
+        from affectcache.trainers.plots import plot_contributions
+    except ImportError as exc:
+        logger.info("contribution plots left out (%s); install the plots extra to get them", exc)
+        return summary
+    maps = gates or {f"{s} ({lb})": effect[s][:, k] for s in streams for k, lb in enumerate(clock.labels)}
+    (run_dir / "plots" / "contributions").mkdir(parents=True, exist_ok=True)
+    for i, vid in enumerate(clock.video_ids):
+        plot_contributions(full, i, maps, run_dir / "plots" / "contributions" / f"{vid}.png",
+                           title="gate weight" if gates else "ablation effect")
+    return summary
 
 
 def _chunk_tokens(x: torch.Tensor, valid: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -183,7 +183,8 @@ def dcmmoe_released_config() -> DCMMOEReleasedConfig:
 def dcmmoe_demo_config() -> DCMMOEConfig:
     """Small settings for the demo corpus (a few short clips at 2 fps; face and audio heads' predictions)."""
     return DCMMOEConfig(modalities=("face", "audio"),
-                        input_dims=(), experts=("face>audio", "audio>face"), hidden=32, heads=4,
+                        input_dims=(), experts=("face>audio", "audio>face", "face>fusion", "audio>fusion"),
+                        hidden=32, heads=4,
                         layers=1, gate_hidden=32, window=100, hop=50, epochs=30, lr=1e-3,
                         early_stop_patience=10, batch_size=8, bootstrap_resamples=200)
 
