@@ -7,7 +7,9 @@ These machines are noisy, so every number that matters is a ratio of two timings
 Measured:
   1. mfcc through the full runner (decode + extract + store write, in-process and on a local Dask cluster)
      vs the bare MFCC function over the same already-decoded audio;
-  2. store write vs ``np.save`` of the same arrays;
+  2. store write vs ``np.save`` of the same arrays; the store at corpus scale (``store_scale.py``: writes,
+     inodes and bytes, whole-modality load, single reads, status/plan, open_dataset, failure records,
+     fsspec requests, peak RSS, growth; ``--scale`` for full sizes);
   3. epoch-style read of a whole modality from the store vs the same arrays held in memory
      (and vs ``np.load`` of the ``.npy`` files);
   4. peak RSS of mfcc extraction on a 10-minute vs a 1-minute clip (separate processes);
@@ -40,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from bench_trainers import bench_trainers  # benchmarks/ is on sys.path when run as a script
+from store_scale import bench_store_scale
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -782,6 +785,9 @@ def main() -> None:
     parser.add_argument("--skip-rss", action="store_true", help="skip the 10-minute clip")
     parser.add_argument("--gpu", action="store_true",
                         help="audio models at real size on CUDA (random weights)")
+    parser.add_argument("--scale", action="store_true",
+                        help="store-at-scale scenarios at full size (20k entries, 600 x 5k x 256)")
+    parser.add_argument("--store-only", action="store_true", help="only the store benchmarks")
     parser.add_argument("--trainer-videos", type=int, default=600,
                         help="videos of the Aff-Wild2-like input of the trainer view benchmark")
     args = parser.parse_args()
@@ -790,15 +796,18 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     results = []
-    results += bench_cli_help(args.repeat)
-    results += bench_mfcc_runner(args.out, args.repeat)
+    if not args.store_only:
+        results += bench_cli_help(args.repeat)
+        results += bench_mfcc_runner(args.out, args.repeat)
     results += bench_store_io(args.out, args.repeat)
-    results += bench_audio(args.out, args.repeat, gpu=args.gpu)
-    results += bench_language(args.out, args.repeat, gpu=args.gpu)
-    results += bench_visual(args.out, args.repeat, gpu=args.gpu)
-    results += bench_trainers(args.repeat, gpu=args.gpu, n_videos=args.trainer_videos)
-    if not args.skip_rss:
-        results += bench_rss(args.out)
+    results += bench_store_scale(args.out, args.repeat, scale=args.scale)
+    if not args.store_only:
+        results += bench_audio(args.out, args.repeat, gpu=args.gpu)
+        results += bench_language(args.out, args.repeat, gpu=args.gpu)
+        results += bench_visual(args.out, args.repeat, gpu=args.gpu)
+        results += bench_trainers(args.repeat, gpu=args.gpu, n_videos=args.trainer_videos)
+        if not args.skip_rss:
+            results += bench_rss(args.out)
     width = max(len(r["benchmark"]) for r in results)
     lines = [f"{'benchmark':<{width}}  {'seconds':>9}  {'ratio':>8}  note", "-" * (width + 40)]
     for r in results:

@@ -32,5 +32,8 @@ def demo(
     for name, summary in chain.steps:
         echo(f"{name}: {summary}")
     echo("next:\n" + "\n".join(f"  {command}" for command in chain.next_commands))
+    fragment = result.store.catalog("mfcc")[result.manifest.ids()[0]].fragment
+    echo("open it: python -c \"import xarray as xr; print(xr.open_zarr('"
+         f"{result.store.url}', group='mfcc/fragments/{fragment}', consolidated=False))\"")
     if any(not r.ok for r in result.reports):
         raise typer.Exit(EXIT_ITEM_FAILURES)

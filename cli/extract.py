@@ -116,7 +116,7 @@ def _executor(scheduler: str | None) -> Iterator[Any]:
 
 def _run_build(names: Sequence[str], manifest: Path, store: str, configs: dict[str, dict[str, Any]], *,
                workers: int | None, scheduler: str | None, overwrite: bool, only: Sequence[str] | None,
-               redo: Sequence[str] = (), tuning: Mapping[str, int] | None = None,
+               redo: Sequence[str] = (), tuning: Mapping[str, Any] | None = None,
                retry_failed: bool = False) -> None:
     from affectcache.store.manifest import load_manifest
     from affectcache.store.runner import build_many

@@ -28,3 +28,7 @@ class LockHeldError(StoreError):
 
 class ManifestError(StoreError, ValueError):
     """A manifest file cannot be used; the message names every bad row and column."""
+
+
+class OldLayoutError(StoreError):
+    """The store (or a modality) has the per-video layout of an older affectcache: upgrade it first."""

@@ -1,14 +1,17 @@
 """The build runner: one modality × a manifest → a feature store, on any executor.
 
 ``build`` runs on the driver: it validates the config, takes the modality's lock, creates (or checks) the
-modality group and its provenance, plans the items that are missing, incomplete or whose source changed,
-and submits per-chunk-of-videos tasks. Each task runs on a worker, where the extractor is created once per
-process (weights load once, lazily) and writes its own per-video entries; the driver records per-item
-failures. Only :class:`BadMediaError` is a per-item failure (the batch is retried item by item to isolate
-it); any other exception stops the run, and everything already written stays.
+modality group and its provenance, plans the items that are missing or whose source changed (from the
+catalog, not per-entry reads), and submits per-chunk-of-videos tasks. Each task runs on a worker, where
+the extractor is created once per process (weights load once, lazily), and writes what it produced as
+one new fragment per modality; the driver commits each task's fragment together with its per-item
+failures (one catalog record). Only :class:`BadMediaError` is a per-item failure (the batch is retried
+item by item to isolate it); any other exception stops the run, and everything already committed stays.
 
-Because an entry only counts once its ``complete`` marker is written, a run killed at any point (even
-``kill -9``) resumes by running the same command again, and ends equal to an uninterrupted run.
+Because an entry only counts once its catalog commit is written, a run killed at any point (even
+``kill -9``) resumes by running the same command again, and ends equal to an uninterrupted run. A
+whole-modality rebuild (``overwrite``) writes beside the live data and switches when the run completes;
+at the end, a modality left with many small fragments is compacted (:class:`CompactionPolicy`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import contextvars
+import dataclasses
 import functools
 import importlib
 import json
@@ -50,21 +54,25 @@ from affectcache.store.executors import (
     local_dask_client,
     submit_task,
 )
+from affectcache.store.format.compaction import CompactionPolicy, maybe_compact
+from affectcache.store.format.fragments import FragmentInfo
 from affectcache.store.ids import validate_video_id
 from affectcache.store.lock import ModalityLock
 from affectcache.store.stopping import signals_deferred
-from affectcache.store.zarr_store import EntryState, FeatureStore, source_changed
+from affectcache.store.zarr_store import FeatureStore, source_changed
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
     from pathlib import Path
 
     from affectcache.extractors.core.base import Upstream
+    from affectcache.extractors.core.records import FeatureArray
     from affectcache.store.manifest import Manifest
 
 logger = logging.getLogger(__name__)
 
 MISSING_UPSTREAM = "MissingUpstreamError"
+DEFAULT_COMPACTION = CompactionPolicy()
 LOG_EVERY_S = 10.0
 
 
@@ -104,6 +112,8 @@ class TaskResult:
     """Items that failed as bad media."""
     seconds: float
     """Wall time of the task on its worker."""
+    fragments: tuple[FragmentInfo, ...] = ()
+    """Fragments the task wrote (uncommitted: the driver commits them)."""
 
 
 @dataclass(kw_only=True)
@@ -192,6 +202,7 @@ def build_many(
     progress: bool = False,
     decode_budget_mb: int = DEFAULT_BUDGET_MB,
     modality_threads: int | None = None,
+    compaction: CompactionPolicy | None = DEFAULT_COMPACTION,
     retry_failed: bool = False,
 ) -> list[BuildReport]:
     """Build several modalities together: one task per chunk of videos runs every modality in turn.
@@ -222,6 +233,7 @@ def build_many(
             modalities; items that do not fit are decoded again by each modality that needs them.
         modality_threads: Threads a task runs its (modality, piece of items) jobs on, dependencies
             waited for; None = 3 when the task uses a GPU, else 1 (on CPU they mostly compete for cores).
+        compaction: When to compact a built modality's fragments at the end; None = never.
         retry_failed: Try again items whose recorded failure is still current (same media file); by
             default they are left alone and counted in ``remain_failed``.
 
@@ -249,16 +261,22 @@ def build_many(
         for name in order:
             extractor = extractors[name]
             provenance = extractor.provenance(_upstream_fingerprints(fs, extractor))
-            _init_modality(fs, name, provenance, overwrite=overwrite)
+            if overwrite:
+                fs.begin_rebuild(name, provenance)  # beside the live data, switched when complete
+            else:
+                _init_modality(fs, name, provenance)
             report = BuildReport(modality=name, store=fs.url, fingerprint=provenance["config_fingerprint"])
-            states = fs.entry_states(name)
-            failures = {} if retry_failed else fs.failures(name)
+            state = fs.catalog(name)  # planning reads the catalog, never per-entry metadata
+            changed = state.changed_sources({it.video_id: it.source_info() for it in todo_items
+                                             if it.video_id in state})
+            failures = {} if retry_failed else state.failures
             plan: list[MediaItem] = []
             for item in todo_items:
-                if item.video_id not in redo_ids and _is_current(states.get(item.video_id), item):
-                    report.skipped.append(item.video_id)
-                elif item.video_id not in redo_ids and _failure_current(failures.get(item.video_id), item):
-                    report.remain_failed.append(item.video_id)
+                vid = item.video_id
+                if vid not in redo_ids and vid in state and vid not in changed:
+                    report.skipped.append(vid)
+                elif vid not in redo_ids and _failure_current(failures.get(vid), item):
+                    report.remain_failed.append(vid)
                 else:
                     plan.append(item)
             jobs[name] = _Job(extractor=extractor, report=report, plan=plan)
@@ -275,6 +293,10 @@ def build_many(
                 threads = modality_threads or (3 if _uses_gpu(extractors) else 1)
                 options = TaskOptions(decode_budget_mb=decode_budget_mb, modality_threads=threads)
                 _run(fs, [jobs[n] for n in order], work, ex, per_task, progress, options)
+        for name in order:
+            fs.finish_rebuild(name)
+            if compaction is not None:
+                maybe_compact(fs, name, compaction)
     seconds = time.perf_counter() - started
     for job in jobs.values():
         job.report.seconds = seconds
@@ -291,12 +313,12 @@ def preflight(extractors: Iterable[Extractor[Any]]) -> None:
             check_model_available(model)
 
 
-def _init_modality(fs: FeatureStore, name: str, provenance: Mapping[str, Any], *, overwrite: bool) -> None:
-    """Create or check the modality; one with no complete entry is re-configured (nothing to lose)."""
+def _init_modality(fs: FeatureStore, name: str, provenance: Mapping[str, Any]) -> None:
+    """Create or check the modality; one with no committed entry is re-configured (nothing to lose)."""
     try:
-        fs.init_modality(name, provenance, overwrite=overwrite)
+        fs.init_modality(name, provenance)
     except ProvenanceMismatchError:
-        if any(state.complete for state in fs.entry_states(name).values()):
+        if fs.videos(name):
             raise
         logger.info("%s: no complete entry yet, so it is re-created with the new config", name)
         fs.init_modality(name, provenance, overwrite=True)
@@ -348,13 +370,6 @@ def _select(items: list[MediaItem], only: Sequence[str] | None) -> list[MediaIte
     if unknown:
         raise StoreError(f"--only names ids that are not in the manifest: {unknown}")
     return [it for it in items if it.video_id in wanted]
-
-
-def _is_current(state: EntryState | None, item: MediaItem) -> bool:
-    """Complete, and the source file and clip bounds are the ones it was built from."""
-    if state is None or not state.complete:
-        return False
-    return not source_changed(state.source, item.source_info())
 
 
 def _failure_current(record: Mapping[str, Any] | None, item: MediaItem) -> bool:
@@ -447,13 +462,15 @@ def _run(fs: FeatureStore, jobs: list[_Job], work: list[MediaItem], executor: Su
             for future in as_completed(futures):
                 results: dict[str, TaskResult] = future.result()
                 for name, result in results.items():
+                    # The commit point of the task's entries (and its failure records): one record, which
+                    # a stop never cuts in half.
+                    with signals_deferred():
+                        fs.commit(name, result.fragments,
+                                  failures={f.video_id: f.record() for f in result.failed})
                     report = by_name[name].report
                     report.written.extend(result.written)
                     report.failed.extend(f for f in result.failed if not f.not_applicable)
                     report.not_applicable.extend(f for f in result.failed if f.not_applicable)
-                    with signals_deferred():  # a stop never cuts a record in half
-                        fs.record_failures(name, {f.video_id: f.record() for f in result.failed},
-                                           resolved=result.written)
                     for failure in result.failed:
                         if failure.not_applicable:
                             logger.info("%s: not applicable to %s: %s", name, failure.video_id,
@@ -462,8 +479,11 @@ def _run(fs: FeatureStore, jobs: list[_Job], work: list[MediaItem], executor: Su
                             logger.warning("%s: failed %s: %s", name, failure.video_id, failure.message)
                 advance(len({vid for r in results.values() for vid in (*r.written,
                                                                        *(f.video_id for f in r.failed))}))
-        except BaseException:
+        except BaseException as exc:
             cancel_all(futures)
+            for name, result in (getattr(exc, "affectcache_partial", None) or {}).items():
+                fs.commit(name, result.fragments, failures={f.video_id: f.record() for f in result.failed})
+                by_name[name].report.written.extend(result.written)
             raise
 
 
@@ -529,13 +549,34 @@ def run_task(specs: Sequence[tuple[str, str, str]], todo: Mapping[str, Sequence[
         needs[item.path] = combined_needs([needs.get(item.path, NO_MEDIA), *(
             ext.media_needs() for name, ext in extractors.items() if item.video_id in wanted[name])])
     results: dict[str, TaskResult] = {}
-    with shared_decoding(needs, budget_mb=options.decode_budget_mb):
-        if options.modality_threads <= 1 or len(extractors) == 1:
-            for name, extractor in extractors.items():
-                results[name] = _run_modality(extractor, todo.get(name, ()), items, fs, results)
-        else:
-            _run_side_by_side(extractors, todo, items, fs, options.modality_threads, results)
+    # What this task produced, per modality: downstream modalities read it here (not yet committed).
+    produced: dict[str, dict[str, FeatureArray]] = {name: {} for name in extractors}
+    finished: list[tuple[str, TaskResult]] = []
+    try:
+        with shared_decoding(needs, budget_mb=options.decode_budget_mb):
+            if options.modality_threads <= 1 or len(extractors) == 1:
+                for name, extractor in extractors.items():
+                    results[name] = _run_modality(extractor, todo.get(name, ()), items, fs, results, produced)
+                    finished.append((name, results[name]))
+            else:
+                _run_side_by_side(extractors, todo, items, fs, options.modality_threads, results, produced,
+                                  finished)
+    except Exception as exc:
+        # A bug stops the run, but what finished before it is committed by the driver (the exception
+        # carries it; exceptions pickle their attributes, so this works across Dask workers too).
+        exc.affectcache_partial = _merge_results(finished)  # type: ignore[attr-defined]
+        raise
     return results
+
+
+def _merge_results(parts: Sequence[tuple[str, TaskResult]]) -> dict[str, TaskResult]:
+    merged: dict[str, TaskResult] = {}
+    for name, r in parts:
+        old = merged.get(name)
+        merged[name] = r if old is None else TaskResult(
+            written=old.written + r.written, failed=old.failed + r.failed, seconds=old.seconds + r.seconds,
+            fragments=old.fragments + r.fragments)
+    return merged
 
 
 PIPELINE_PIECES = 2
@@ -545,7 +586,8 @@ piece while the one it reads works on the next (``clip-face``'s GPU forward besi
 
 def _run_side_by_side(extractors: Mapping[str, Extractor[Any]], todo: Mapping[str, Sequence[str]],
                       items: Sequence[MediaItem], fs: FeatureStore, threads: int,
-                      results: dict[str, TaskResult]) -> None:
+                      results: dict[str, TaskResult], produced: dict[str, dict[str, FeatureArray]],
+                      finished: list[tuple[str, TaskResult]]) -> None:
     """Run (modality, piece of the items) jobs on a thread pool, each as soon as the same piece of every
     modality it reads (in this task) and its own previous piece are done."""
     size = max(1, math.ceil(len(items) / PIPELINE_PIECES))
@@ -562,19 +604,25 @@ def _run_side_by_side(extractors: Mapping[str, Extractor[Any]], todo: Mapping[st
                     upstream = {up: done[(up, p)] for up in reads[name]}
                     # A copy of this context per thread carries the task's decode memo into it.
                     future = pool.submit(contextvars.copy_context().run, _run_modality, extractors[name],
-                                         todo.get(name, ()), pieces[p], fs, upstream)
+                                         todo.get(name, ()), pieces[p], fs, upstream, produced)
                     running[future] = (name, p)
-                finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-                for future in finished:
-                    done[running.pop(future)] = future.result()
+                ready, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                for future in ready:
+                    job = running.pop(future)
+                    done[job] = future.result()
+                    finished.append((job[0], done[job]))
         except BaseException:
             pending.clear()  # a bug stops the task: start nothing more; running jobs finish
+            for future, job in running.items():
+                if future.exception() is None:
+                    finished.append((job[0], future.result()))
             raise
     for name in extractors:
         parts = [done[(name, p)] for p in range(len(pieces))]
         results[name] = TaskResult(written=tuple(v for r in parts for v in r.written),
                                    failed=tuple(f for r in parts for f in r.failed),
-                                   seconds=sum(r.seconds for r in parts))
+                                   seconds=sum(r.seconds for r in parts),
+                                   fragments=tuple(x for r in parts for x in r.fragments))
 
 
 def _ready(job: tuple[str, int], reads: Mapping[str, set[str]], done: Mapping[tuple[str, int], TaskResult],
@@ -584,7 +632,8 @@ def _ready(job: tuple[str, int], reads: Mapping[str, set[str]], done: Mapping[tu
 
 
 def _run_modality(extractor: Extractor[Any], wanted_ids: Sequence[str], items: Sequence[MediaItem],
-                  fs: FeatureStore, upstream_results: Mapping[str, TaskResult]) -> TaskResult:
+                  fs: FeatureStore, upstream_results: Mapping[str, TaskResult],
+                  produced: dict[str, dict[str, FeatureArray]] | None = None) -> TaskResult:
     """One modality over the task's items it must build; items whose upstream failed in this task are
     missing-upstream failures."""
     started = time.perf_counter()
@@ -607,14 +656,19 @@ def _run_modality(extractor: Extractor[Any], wanted_ids: Sequence[str], items: S
                         f"{cause.message}"))
         else:
             ready.append(item)
-    written, failed = _extract_and_write(extractor, ready, fs) if ready else ([], [])
+    produced = {} if produced is None else produced
+    written, failed, fragment = (_extract_and_write(extractor, ready, fs, produced) if ready
+                                 else ([], [], None))
     failed.extend(blocked)
-    return TaskResult(written=tuple(written), failed=tuple(failed), seconds=time.perf_counter() - started)
+    return TaskResult(written=tuple(written), failed=tuple(failed), seconds=time.perf_counter() - started,
+                      fragments=(fragment,) if fragment is not None else ())
 
 
-def _extract_and_write(extractor: Extractor[Any], items: Sequence[MediaItem],
-                       fs: FeatureStore) -> tuple[list[str], list[ItemFailure]]:
-    upstream = [_read_upstream(fs, extractor, item) for item in items]
+def _extract_and_write(extractor: Extractor[Any], items: Sequence[MediaItem], fs: FeatureStore,
+                       produced: dict[str, dict[str, FeatureArray]],
+                       ) -> tuple[list[str], list[ItemFailure], FragmentInfo | None]:
+    """Extract ``items`` and write the results as one fragment (not committed: the driver does)."""
+    upstream = [_read_upstream(fs, extractor, item, produced) for item in items]
     written: list[str] = []
     failed: list[ItemFailure] = []
     try:
@@ -630,15 +684,28 @@ def _extract_and_write(extractor: Extractor[Any], items: Sequence[MediaItem],
                                           message=str(exc), source=dict(item.source_info()),
                                           not_applicable=isinstance(exc, MissingStreamError)))
     by_id = {item.video_id: item for item in items}
+    to_write = []
     for feats in results:
         asked = by_id.get(feats.video_id)
         if asked is None:
             raise ConfigError(f"{extractor.name} returned features for {feats.video_id!r}, which it was "
                               "not asked for")
-        fs.write(extractor.name, feats, source=asked.source_info())
+        to_write.append((feats, asked.source_info()))
         written.append(feats.video_id)
-    return written, failed
+    fragment = fs.write_fragment(extractor.name, to_write) if to_write else None
+    mine = produced.setdefault(extractor.name, {})
+    for (feats, _), entry in zip(to_write, fragment.entries if fragment else (), strict=True):
+        # Downstream sees exactly what a store read would give (attrs as stored JSON).
+        mine[feats.video_id] = feats if feats.attrs == entry.attrs else dataclasses.replace(
+            feats, attrs=entry.attrs)
+    return written, failed, fragment
 
 
-def _read_upstream(fs: FeatureStore, extractor: Extractor[Any], item: MediaItem) -> Upstream:
-    return {name: fs.read(name, item.video_id) for name in extractor.upstream_modalities()}
+def _read_upstream(fs: FeatureStore, extractor: Extractor[Any], item: MediaItem,
+                   produced: Mapping[str, Mapping[str, FeatureArray]]) -> Upstream:
+    """Upstream entries: what this task just produced (not committed yet), else from the store."""
+    out = {}
+    for name in extractor.upstream_modalities():
+        here = produced.get(name, {}).get(item.video_id)
+        out[name] = here if here is not None else fs.read(name, item.video_id)
+    return out

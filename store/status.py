@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from affectcache.store.zarr_store import FeatureStore, label_modality, source_changed
+from affectcache.store.zarr_store import FeatureStore, label_modality
 
 if TYPE_CHECKING:
     from affectcache.extractors.core.records import MediaItem
@@ -29,7 +29,8 @@ class ModalityStatus:
     complete: int
     """Entries with the commit marker."""
     incomplete: int
-    """Entries started but never committed (redone by the next build)."""
+    """Entries started but never committed (always 0 since store format 2: an uncommitted fragment
+    is invisible, and compaction deletes it)."""
     failed: int
     """Items with a failure record (not-applicable records excluded)."""
     missing: int | None
@@ -52,9 +53,10 @@ def store_status(fs: FeatureStore, manifest: Manifest | None = None) -> list[Mod
     out = []
     for name in names:
         prov = fs.provenance(name)
-        states = fs.entry_states(name)
-        complete = {vid for vid, s in states.items() if s.complete}
-        failures = {vid: rec for vid, rec in fs.failures(name).items() if vid not in complete}
+        state = fs.catalog(name)  # one catalog read: no per-entry metadata
+        complete = state.videos()
+        complete_set = set(complete)
+        failures = {vid: rec for vid, rec in state.failures.items() if vid not in complete_set}
         stale: dict[str, str] = {}
         for up_name, up_fp in (prov.get("upstream") or {}).items():
             current = _fingerprint_or_none(fs, up_name)
@@ -62,19 +64,19 @@ def store_status(fs: FeatureStore, manifest: Manifest | None = None) -> list[Mod
                 why = (f"upstream {up_name} was rebuilt (fingerprint {str(up_fp)[:12]} -> "
                        f"{str(current)[:12]}): run `affectcache rebuild {name} -s STORE -m MANIFEST`"
                        if current else f"upstream {up_name} was deleted")
-                stale.update({vid: why for vid in complete})
-        for vid in complete & items.keys():
-            if source_changed(states[vid].source, items[vid].source_info()):
+                stale.update(dict.fromkeys(complete, why))
+        if items:
+            changed = state.changed_sources({vid: items[vid].source_info() for vid in items if vid in state})
+            for vid in sorted(changed):
                 stale.setdefault(vid, "source media or clip bounds changed")
         out.append(ModalityStatus(
             name=name, extractor=str(prov.get("extractor")), version=str(prov.get("version")),
             kind=str(prov.get("modality_kind")), fingerprint=str(prov.get("config_fingerprint")),
-            complete=len(complete), incomplete=len(states) - len(complete),
+            complete=len(complete), incomplete=0,
             failed=sum(not rec.get("not_applicable") for rec in failures.values()),
             not_applicable=sum(bool(rec.get("not_applicable")) for rec in failures.values()),
-            missing=len(items.keys() - complete - failures.keys()) if manifest is not None else None,
-            stale=stale, rows=sum(int(states[v].n_rows or 0) for v in complete),
-            warnings={v: str(states[v].warning) for v in sorted(complete) if states[v].warning}))
+            missing=len(items.keys() - complete_set - failures.keys()) if manifest is not None else None,
+            stale=stale, rows=state.total_rows(), warnings=state.warnings()))
     return out
 
 

@@ -1,38 +1,39 @@
 """FeatureStore: self-describing features in a Zarr v3 hierarchy, keyed by modality and video.
 
-On-disk layout (readable with plain ``zarr`` and ``xarray.open_zarr``, no affectcache needed)::
+On-disk layout (format 2; readable with plain ``zarr`` and ``xarray.open_zarr``, no affectcache needed)::
 
-    <store>/                              attrs["affectcache"] = {"layout": 1, "created": ...}
-    <store>/<modality>/                   attrs["affectcache"] = provenance (written once, at creation)
-    <store>/<modality>/<video_id>/        attrs: n_rows, source {path, size, mtime, start_s, end_s},
-                                                 attrs, written, complete (true, written LAST)
-        values   (n_rows, ...)            float16/float32, or variable-length UTF-8 strings for text
-        frame    (n_rows,) int64          } frame-level modalities (dimension "frame")
-        time_s   (n_rows,) float64        }
-        start_s  (n_rows,) float64        } segment / text / clip modalities (dimension "segment"/"clip")
-        end_s    (n_rows,) float64        }
-        mask     (n_rows,) bool           optional row validity
-    <store>/labels/<track>/<video_id>/    same layout, for label tracks (valence, arousal, ...)
+    <store>/                              attrs["affectcache"] = {"layout": 2, "created": ...}
+    <store>/<modality>/                   attrs["affectcache"] = provenance of the live data;
+                                          attrs["affectcache_catalog"] = {"format": 2, "generation": G}
+    <store>/<modality>/fragments/<id>/    immutable fragments: the rows of several entries concatenated
+                                          (values, frame/time_s or start_s/end_s, mask; video_id, n_rows)
+    <store>/<modality>/_log/<G>/          the catalog: commit records v<version>, checkpoints c<version>
+    <store>/labels/<track>/               same layout, for label tracks (valence, arousal, ...)
     <store>/_affectcache/locks/           build locks (one file per modality being built)
-    <store>/_affectcache/failures/<modality>   attrs["failures"] = {video_id: {error, message, time}}
+
+See :mod:`affectcache.store.format.fragments` and :mod:`affectcache.store.format.catalog`. An entry exists
+once the catalog commit naming it is written (the commit point; a crashed writer leaves only unreferenced
+fragments, which nothing reads). Workers write fragments under fresh names, so no two writers ever touch the
+same key; the driver commits. Failure records are appended to the same log.
 
 Provenance at the modality group: ``extractor``, ``version``, ``modality_kind``, ``config`` (full),
 ``config_fingerprint`` (output-affecting fields only, chained with upstream fingerprints), ``upstream``,
 ``model`` {id, revision, sha256}, ``libraries``, ``created``. Reopening a modality with another
-extractor, version, fingerprint or model is refused (:class:`ProvenanceMismatchError`).
+extractor, version, fingerprint or model is refused (:class:`ProvenanceMismatchError`). A whole-modality
+rebuild (:meth:`FeatureStore.begin_rebuild`) writes a new generation beside the live one and switches
+the modality's ``zarr.json`` to it (one atomic write) when complete.
 
-An entry without ``complete`` is treated as absent: a crashed writer leaves nothing a reader can see.
-Workers only ever create per-video groups (the driver creates the modality group), so concurrent
-writers never touch the same Zarr key.
+Stores of format 1 (one Zarr group per video entry) are detected and refused with a message naming
+``affectcache store upgrade`` (:mod:`affectcache.store.format.upgrade`), which converts them in place.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import re
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,12 +41,30 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import zarr
-from zarr.errors import ContainsGroupError, ZarrUserWarning
+from zarr.errors import ContainsGroupError
 
 from affectcache.extractors.core.provenance import library_versions, stable_hash, utc_now
 from affectcache.extractors.core.records import ROW_KEYS, FeatureArray, ModalityKind
-from affectcache.store.errors import FeatureNotFoundError, ProvenanceMismatchError, StoreError
+from affectcache.store.errors import (
+    FeatureNotFoundError,
+    OldLayoutError,
+    ProvenanceMismatchError,
+    StoreError,
+)
+from affectcache.store.format.catalog import LOG_GROUP, Catalog, CatalogState
+from affectcache.store.format.fragments import (
+    FRAGMENTS_GROUP,
+    STRING_DTYPE,
+    ArrayMeta,
+    FragmentInfo,
+    group_bytes,
+    new_fragment_id,
+    parse_array_meta,
+    read_rows,
+    write_fragment,
+)
 from affectcache.store.ids import validate_video_id
+from affectcache.store.kv import Keys, LocalKeys, ZarrKeys
 from affectcache.store.packed import PackedModality
 
 if TYPE_CHECKING:
@@ -55,15 +74,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
+"""Store format: 1 = one Zarr group per video entry (upgrade with ``affectcache store upgrade``),
+2 = fragments + catalog."""
+CATALOG_ATTR = "affectcache_catalog"
+REBUILD_ATTR = "affectcache_rebuild"
 LABELS_GROUP = "labels"
 PRIVATE_GROUP = "_affectcache"
 _MODALITY_NAME = re.compile(r"^(labels/)?[a-z0-9][a-z0-9_.-]*$")
 # Identity fields: a modality reopened with any of these different would mix incompatible rows.
 IDENTITY_KEYS = ("extractor", "version", "modality_kind", "config_fingerprint", "model")
-ROW_DIM = {"frame": "frame", "segment": "segment", "text": "segment", "clip": "clip"}
-TARGET_CHUNK_BYTES = 4 << 20
-_ZARR_READ_ERRORS = (json.JSONDecodeError, KeyError, ValueError, TypeError)
+_READ_ATTEMPTS = 4
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,9 +94,9 @@ class EntryState:
     video_id: str
     """The entry's video id."""
     complete: bool
-    """True once every array and attribute was written (the commit marker)."""
+    """True once committed (always, for entries the catalog lists)."""
     n_rows: int | None
-    """Rows written (None for incomplete entries)."""
+    """Rows written."""
     source: Mapping[str, Any] | None
     """Source facts recorded at write time (path, size, mtime, clip bounds)."""
     warning: str | None = None
@@ -137,17 +158,31 @@ class FeatureStore:
             self._root = zarr.open_group(self.url, zarr_format=3, **{**kwargs, "mode": "r+"})
         if not read_only and "affectcache" not in self._root.attrs:
             self._root.update_attributes({"affectcache": {"layout": LAYOUT_VERSION, "created": utc_now()}})
+        local = self.local_path
+        self._keys: Keys = LocalKeys(local) if local is not None else ZarrKeys(self._root.store,
+                                                                                self._root.path)
+        # Modalities this object is rebuilding: reads and writes go to the new generation.
+        self._views: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._catalogs: dict[tuple[str, str], Catalog] = {}
+        self._metas: dict[str, ArrayMeta] = {}  # fragment array metadata never changes
 
     def __repr__(self) -> str:
         return f"FeatureStore({self.url!r})"
 
     def __getstate__(self) -> dict[str, Any]:
         # Reopen on the worker rather than pickling zarr handles.
-        return {"url": self.url, "read_only": self.read_only, "storage_options": self.storage_options}
+        return {"url": self.url, "read_only": self.read_only, "storage_options": self.storage_options,
+                "views": self._views}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["url"], read_only=state["read_only"],  # type: ignore[misc]
                       storage_options=state["storage_options"])
+        self._views = dict(state.get("views") or {})
+
+    @property
+    def keys(self) -> Keys:
+        """Byte-level access to the store (fragments, catalog)."""
+        return self._keys
 
     @property
     def local_path(self) -> Path | None:
@@ -177,13 +212,6 @@ class FeatureStore:
             raise StoreError(f"{path!r} in {self.url} is an array, expected a group")
         return node
 
-    @staticmethod
-    def _array(group: zarr.Group, name: str) -> zarr.Array[Any]:
-        node = group[name]
-        if not isinstance(node, zarr.Array):
-            raise StoreError(f"{group.path}/{name} is a group, expected an array")
-        return node
-
     def _writable(self) -> None:
         if self.read_only:
             raise StoreError(f"store {self.url} was opened read-only")
@@ -201,46 +229,151 @@ class FeatureStore:
         return sorted(self._group(LABELS_GROUP).group_keys())
 
     def has_modality(self, name: str) -> bool:
-        """Whether the modality group exists (it may still hold no complete entries)."""
-        return check_modality_name(name) in self._root
+        """Whether the modality group exists (it may still hold no entries)."""
+        return self._keys.get(f"{check_modality_name(name)}/zarr.json") is not None
+
+    def modality_attrs(self, name: str) -> dict[str, Any]:
+        """The modality group's attributes, read fresh (FeatureNotFoundError when absent)."""
+        raw = self._keys.get(f"{check_modality_name(name)}/zarr.json")
+        if raw is None:
+            raise FeatureNotFoundError(f"{name!r} is not in the store {self.url}")
+        try:
+            attrs: dict[str, Any] = json.loads(raw).get("attributes") or {}
+        except ValueError as exc:
+            raise StoreError(f"{name}/zarr.json in {self.url} is unreadable: {exc}") from exc
+        return attrs
+
+    def _head(self, name: str) -> tuple[str, dict[str, Any]]:
+        """(generation, provenance) this object reads and writes for ``name``."""
+        if name in self._views:
+            return self._views[name]
+        attrs = self.modality_attrs(name)
+        if "affectcache" not in attrs:
+            raise StoreError(f"{name!r} in {self.url} has no affectcache provenance; it was not "
+                             "written by affectcache")
+        catalog = attrs.get(CATALOG_ATTR)
+        if not isinstance(catalog, dict) or "generation" not in catalog:
+            raise OldLayoutError(
+                f"modality {name!r} in {self.url} has the per-video layout of an older affectcache; "
+                f"convert the store in place with `affectcache store upgrade -s {self.url}`")
+        return str(catalog["generation"]), dict(attrs["affectcache"])
 
     def provenance(self, name: str) -> dict[str, Any]:
         """The provenance record stored at the modality group."""
         # Read fresh every time: another process (or store object) may have rebuilt the modality.
-        attrs = _attrs(self._group(check_modality_name(name)))
+        if name in self._views:
+            return dict(self._views[name][1])
+        attrs = self.modality_attrs(name)
         if "affectcache" not in attrs:
             raise StoreError(f"{name!r} in {self.url} has no affectcache provenance; it was not "
                              "written by affectcache")
         return dict(attrs["affectcache"])
 
+    def _catalog(self, name: str) -> Catalog:
+        generation, _ = self._head(name)
+        key = (name, generation)
+        catalog = self._catalogs.get(key)
+        if catalog is None:
+            catalog = self._catalogs[key] = Catalog(self._keys, name, generation)
+        return catalog
+
+    def commit_log(self, name: str) -> Catalog:
+        """The commit log of the generation this object reads and writes (for compaction, upgrade)."""
+        return self._catalog(check_modality_name(name))
+
+    def catalog(self, name: str) -> CatalogState:
+        """The committed state of a modality: entries, their fragments and rows, failure records."""
+        return self._catalog(check_modality_name(name)).state()
+
+    def _create_modality(self, name: str, provenance: Mapping[str, Any]) -> bool:
+        """Create the group of a new modality; False when someone else created it first."""
+        if name.startswith(f"{LABELS_GROUP}/") and self._keys.get(f"{LABELS_GROUP}/zarr.json") is None:
+            self._keys.put_new(f"{LABELS_GROUP}/zarr.json", group_bytes({}))
+        generation = new_generation()
+        Catalog(self._keys, name, generation).create()
+        self._keys.put_many([(f"{name}/{FRAGMENTS_GROUP}/zarr.json", group_bytes({}))])
+        return self._keys.put_new(f"{name}/zarr.json", group_bytes({
+            "affectcache": dict(provenance), CATALOG_ATTR: {"format": LAYOUT_VERSION,
+                                                            "generation": generation}}))
+
     def init_modality(self, name: str, provenance: Mapping[str, Any], *, overwrite: bool = False) -> None:
         """Create the modality group, or check that the existing one has the same identity.
+
+        ``overwrite`` deletes the modality first (immediately; the build runner instead rebuilds beside
+        the live data with :meth:`begin_rebuild`).
 
         Raises:
             ProvenanceMismatchError: The modality exists with another extractor, version, fingerprint or
                 model and ``overwrite`` is false.
+            OldLayoutError: The modality has the per-video layout of an older affectcache.
         """
         self._writable()
         check_modality_name(name)
         prov = json.loads(json.dumps(dict(provenance)))  # attrs must be plain JSON
-        if name in self._root and overwrite:
+        if overwrite and self.has_modality(name):
             logger.info("overwrite: deleting modality %s from %s", name, self.url)
             self.delete(name)
-        if name in self._root:
-            old = self.provenance(name)
-            diffs = _identity_differences(old, prov)
-            if diffs:
-                raise ProvenanceMismatchError(
-                    f"modality {name!r} in {self.url} was built differently: {'; '.join(diffs)}. "
-                    f"Mixing would corrupt it: rebuild it (`affectcache rebuild {name} ...` or "
-                    "--overwrite), or write to another store")
-            if old.get("libraries") != prov.get("libraries"):
-                logger.warning("modality %s: library versions differ from those it was created with "
-                               "(%s now vs %s); config and model are unchanged, so new entries are added",
-                               name, prov.get("libraries"), old.get("libraries"))
+        if not self.has_modality(name) and self._create_modality(name, prov):
             return
-        group = self._root.require_group(name)
-        group.update_attributes({"affectcache": prov})
+        self._head(name)  # refuses an old layout before comparing identities
+        old = self.provenance(name)
+        diffs = _identity_differences(old, prov)
+        if diffs:
+            raise ProvenanceMismatchError(
+                f"modality {name!r} in {self.url} was built differently: {'; '.join(diffs)}. "
+                f"Mixing would corrupt it: rebuild it (`affectcache rebuild {name} ...` or "
+                "--overwrite), or write to another store")
+        if old.get("libraries") != prov.get("libraries"):
+            logger.warning("modality %s: library versions differ from those it was created with "
+                           "(%s now vs %s); config and model are unchanged, so new entries are added",
+                           name, prov.get("libraries"), old.get("libraries"))
+
+    def begin_rebuild(self, name: str, provenance: Mapping[str, Any]) -> None:
+        """Start (or resume) rebuilding a whole modality beside its live data.
+
+        This object then reads and writes the new generation; other readers keep seeing the live one
+        until :meth:`finish_rebuild` switches. A rebuild that crashes leaves the live data readable, and
+        the next rebuild with the same identity resumes the pending generation.
+        """
+        self._writable()
+        check_modality_name(name)
+        prov = json.loads(json.dumps(dict(provenance)))
+        if not self.has_modality(name):
+            self.init_modality(name, prov)
+            return
+        attrs = self.modality_attrs(name)
+        pending = attrs.get(REBUILD_ATTR)
+        if (isinstance(pending, dict) and not _identity_differences(pending.get("provenance") or {}, prov)
+                and self._keys.get(f"{name}/{LOG_GROUP}/{pending.get('generation')}/zarr.json")):
+            generation = str(pending["generation"])
+            logger.info("%s: resuming the pending rebuild (generation %s)", name, generation)
+        else:
+            generation = new_generation()
+            Catalog(self._keys, name, generation).create()
+            attrs[REBUILD_ATTR] = {"generation": generation, "provenance": prov}
+            self._keys.put(f"{name}/zarr.json", group_bytes(attrs))
+        self._views[name] = (generation, prov)
+
+    def finish_rebuild(self, name: str) -> None:
+        """Switch a modality to the generation :meth:`begin_rebuild` started, and drop the old one."""
+        if name not in self._views:
+            return
+        generation, prov = self._views.pop(name)
+        attrs = self.modality_attrs(name)
+        old = attrs.get(CATALOG_ATTR) or {}
+        attrs = {"affectcache": prov, CATALOG_ATTR: {"format": LAYOUT_VERSION, "generation": generation}}
+        self._keys.put(f"{name}/zarr.json", group_bytes(attrs))  # the switch: one atomic write
+        logger.info("%s: switched to the rebuilt data (generation %s replaces %s)", name, generation,
+                    old.get("generation"))
+        keep = set(Catalog(self._keys, name, generation).state().fragment_rows)
+        self._keys.delete_trees(f"{name}/{FRAGMENTS_GROUP}/{f}" for f in self._keys.list(
+            f"{name}/{FRAGMENTS_GROUP}") if f != "zarr.json" and f not in keep)
+        stale = [f"{name}/{LOG_GROUP}/{gen}" for gen in self._keys.list(f"{name}/{LOG_GROUP}")
+                 if gen not in ("zarr.json", generation)]
+        # A modality rebuilt from the per-video layout leaves its old entry groups: garbage now too.
+        stale += [f"{name}/{k}" for k in self._keys.list(name)
+                  if k not in (FRAGMENTS_GROUP, LOG_GROUP, "zarr.json") and not k.startswith(".")]
+        self._keys.delete_trees(stale)
 
     def init_label_track(self, track: str, *, source: str, description: str = "",
                          overwrite: bool = False) -> str:
@@ -256,204 +389,323 @@ class FeatureStore:
         return name
 
     def delete(self, name: str, video_ids: Iterable[str] | None = None) -> None:
-        """Delete a whole modality, or only some of its entries (their failure records too)."""
+        """Delete a whole modality, or only some of its entries (their failure records too).
+
+        Deleted entries' rows stay in their fragments as garbage until the next compaction.
+        """
         self._writable()
         check_modality_name(name)
-        if name not in self._root:
+        if not self.has_modality(name):
             return
         if video_ids is None:
-            del self._root[name]
-            if self._failures_path(name) in self._root:
-                del self._root[self._failures_path(name)]
+            self._keys.delete_tree(name)
+            self._views.pop(name, None)
+            for key in [k for k in self._catalogs if k[0] == name]:
+                del self._catalogs[key]
             return
-        group = self._group(name)
         ids = [validate_video_id(v) for v in video_ids]
-        for vid in ids:
-            if vid in group:
-                del group[vid]
-        self._update_failures(name, {}, resolved=ids)
+        if ids:
+            self._catalog(name).add(remove=ids, op="delete")
 
     # ---- entries ----------------------------------------------------------------------------------
     def entry_states(self, name: str) -> dict[str, EntryState]:
-        """State of every entry of a modality, complete or not."""
-        group = self._group(check_modality_name(name))
-        try:
-            with warnings.catch_warnings():
-                # A folder without metadata: a writer killed (or out of space) before its first write.
-                warnings.filterwarnings("ignore", "Object at .* is not recognized", ZarrUserWarning)
-                children = [(vid, _attrs(sub)) for vid, sub in group.groups()]
-        except _ZARR_READ_ERRORS:
-            # Some entry's metadata was cut short by a killed writer: read entries one by one.
-            children = [(vid, self._entry_attrs(f"{name}/{vid}")) for vid in self._child_names(name)]
-        states: dict[str, EntryState] = {}
-        for vid, attrs in children:
-            complete = attrs.get("complete") is True
-            item_attrs = attrs.get("attrs") or {} if complete else {}
-            states[vid] = EntryState(video_id=vid, complete=complete,
-                                     n_rows=attrs.get("n_rows") if complete else None,
-                                     source=attrs.get("source") if complete else None,
-                                     warning=item_attrs.get("warning"))
-        return states
-
-    def _child_names(self, path: str) -> list[str]:
-        from zarr.core.sync import sync
-
-        async def names() -> list[str]:
-            return [key async for key in self._root.store.list_dir(f"{self._root.path}/{path}".strip("/"))]
-
-        return sorted(k for k in sync(names()) if k != "zarr.json")
-
-    def _entry_attrs(self, path: str) -> dict[str, Any]:
-        """Attributes of an entry group; empty when its metadata is missing or unreadable."""
-        try:
-            return _attrs(self._group(path))
-        except (*_ZARR_READ_ERRORS, FeatureNotFoundError, StoreError):
-            return {}
+        """State of every committed entry of a modality."""
+        state = self.catalog(name)
+        out = {}
+        for vid in state.videos():
+            e = state[vid]
+            out[vid] = EntryState(video_id=vid, complete=True, n_rows=e.n_rows, source=e.source,
+                                  warning=e.attrs.get("warning"))
+        return out
 
     def videos(self, name: str) -> list[str]:
-        """Sorted ids of the complete entries of a modality."""
-        return sorted(v for v, s in self.entry_states(name).items() if s.complete)
+        """Sorted ids of the committed entries of a modality."""
+        return list(self.catalog(name).videos())
 
     def has(self, name: str, video_id: str) -> bool:
-        """True only if the entry exists and is complete."""
+        """True only if the entry is committed."""
         check_modality_name(name)
-        return self._entry_attrs(f"{name}/{validate_video_id(video_id)}").get("complete") is True
+        if not self.has_modality(name):
+            return False
+        return validate_video_id(video_id) in self.catalog(name)
+
+    def _kind(self, name: str) -> ModalityKind:
+        kind: ModalityKind = self._head(name)[1]["modality_kind"]
+        return kind
+
+    def write_fragment(self, name: str, items: Sequence[tuple[FeatureArray, Mapping[str, Any] | None]],
+                       ) -> FragmentInfo:
+        """Write entries as one new fragment, *without* committing it (a worker's half of a write)."""
+        self._writable()
+        check_modality_name(name)
+        kind = self._kind(name)
+        seen: set[str] = set()
+        for feats, _ in items:
+            vid = validate_video_id(feats.video_id)
+            if feats.kind != kind:
+                raise StoreError(f"{name}: entry {vid} has {feats.kind!r} rows but the modality is "
+                                 f"{kind!r}")
+            if vid in seen:
+                raise StoreError(f"{name}: entry {vid} appears twice in one write")
+            seen.add(vid)
+        return write_fragment(self._keys, name, kind, [(f, dict(src or {})) for f, src in items])
+
+    def commit(self, name: str, fragments: Sequence[FragmentInfo] = (), *,
+               failures: Mapping[str, Mapping[str, Any]] | None = None,
+               resolved: Iterable[str] = ()) -> None:
+        """Make written fragments' entries visible and record failures, in one atomic commit."""
+        self._writable()
+        resolved = list(resolved)
+        if fragments or failures or resolved:
+            self._catalog(check_modality_name(name)).add(fragments, failures=failures, resolved=resolved)
 
     def write(self, name: str, feats: FeatureArray, *, source: Mapping[str, Any] | None = None) -> None:
-        """Write one entry (replacing any previous one); the ``complete`` marker goes last."""
-        self._writable()
-        vid = validate_video_id(feats.video_id)
-        prov = self.provenance(name)
-        if feats.kind != prov["modality_kind"]:
-            raise StoreError(f"{name}: entry {vid} has {feats.kind!r} rows but the modality is "
-                             f"{prov['modality_kind']!r}")
-        group = self._group(name).create_group(vid, overwrite=True, attributes={"complete": False})
-        row_dim = ROW_DIM[feats.kind]
-        for key, arr in feats.row_arrays().items():
-            dims = (row_dim,) + (("feature",) if arr.ndim == 2 else
-                                 tuple(f"feature_{i}" for i in range(1, arr.ndim)))
-            group.create_array(key, data=arr, chunks=_row_chunks(arr), dimension_names=dims)
-        group.update_attributes({
-            "n_rows": feats.n_rows,
-            "source": json.loads(json.dumps(dict(source or {}))),
-            "attrs": json.loads(json.dumps(dict(feats.attrs))),
-            "written": utc_now(),
-            "complete": True,
-        })
+        """Write one entry (replacing any previous one) and commit it."""
+        self.commit(name, [self.write_fragment(name, [(feats, source)])])
+
+    def write_many(self, name: str, items: Iterable[tuple[FeatureArray, Mapping[str, Any] | None]],
+                   *, fragment_mb: float = 256.0) -> list[str]:
+        """Write many entries as few fragments (a commit per fragment of about ``fragment_mb``)."""
+        written: list[str] = []
+        batch: list[tuple[FeatureArray, Mapping[str, Any] | None]] = []
+        size = 0
+
+        def flush() -> None:
+            nonlocal size
+            if batch:
+                self.commit(name, [self.write_fragment(name, batch)])
+                written.extend(f.video_id for f, _ in batch)
+                batch.clear()
+                size = 0
+
+        for feats, source in items:
+            if any(f.video_id == feats.video_id for f, _ in batch):
+                flush()
+            batch.append((feats, source))
+            size += feats.values.nbytes
+            if size >= fragment_mb * 1e6:
+                flush()
+        flush()
+        return written
+
+    def _meta(self, name: str, fragment: str, key: str) -> ArrayMeta | None:
+        path = f"{name}/{FRAGMENTS_GROUP}/{fragment}/{key}"
+        meta = self._metas.get(path)
+        if meta is None:
+            raw = self._keys.get(f"{path}/zarr.json")
+            if raw is None:
+                return None
+            meta = self._metas[path] = parse_array_meta(path, raw)
+        return meta
+
+    def _zarr_array(self, key: str) -> zarr.Array[Any]:
+        node = self._root[key]
+        if not isinstance(node, zarr.Array):
+            raise StoreError(f"{key} in {self.url} is a group, expected an array")
+        return node
+
+    def _read_rows(self, name: str, fragment: str, key: str, lo: int, hi: int,
+                   out: np.ndarray | None = None) -> np.ndarray:
+        meta = self._meta(name, fragment, key)
+        if meta is None:
+            raise FileNotFoundError(f"{name}/{FRAGMENTS_GROUP}/{fragment}/{key}")
+        return read_rows(self._keys, meta, lo, hi, out, zarr_open=self._zarr_array)
 
     def read(self, name: str, video_id: str) -> FeatureArray:
-        """One complete entry as a :class:`FeatureArray`."""
-        return self._read(name, validate_video_id(video_id), self.provenance(name)["modality_kind"])
+        """One committed entry as a :class:`FeatureArray`."""
+        check_modality_name(name)
+        vid = validate_video_id(video_id)
+        kind = self._kind(name)
+        for attempt in range(_READ_ATTEMPTS):
+            entry = self.catalog(name).get(vid)
+            if entry is None:
+                raise FeatureNotFoundError(
+                    f"{name}/{vid} is not in {self.url}; build it with "
+                    f"`affectcache extract {name} --only {vid} ...`")
+            lo, hi = entry.start, entry.start + entry.n_rows
+            try:
+                arrays = {key: self._read_rows(name, entry.fragment, key, lo, hi)
+                          for key in ("values", *ROW_KEYS[kind], *(("mask",) if entry.has_mask else ()))}
+            except FileNotFoundError:
+                if attempt == _READ_ATTEMPTS - 1:
+                    raise
+                continue  # compacted away under us: the refreshed catalog points at the new copy
+            return FeatureArray(video_id=vid, kind=kind, attrs=dict(entry.attrs), **arrays)
+        raise AssertionError("unreachable")
 
-    def _read(self, name: str, vid: str, kind: ModalityKind) -> FeatureArray:
-        try:
-            group = self._group(f"{name}/{vid}")
-            attrs = _attrs(group)
-        except _ZARR_READ_ERRORS:  # absent (FeatureNotFoundError is a KeyError) or cut short
-            attrs = {}
-        if attrs.get("complete") is not True:
-            raise FeatureNotFoundError(
-                f"{name}/{vid} is not (completely) in {self.url}; build it with "
-                f"`affectcache extract {name} --only {vid} ...`")
-        arrays: dict[str, Any] = {}
-        for key in ("values", *ROW_KEYS[kind], "mask"):
-            if key in group:
-                arrays[key] = self._array(group, key)[...]
-        return FeatureArray(video_id=vid, kind=kind, attrs=attrs.get("attrs") or {}, **arrays)
-
-    def read_many(self, name: str, video_ids: Iterable[str] | None = None) -> Iterator[FeatureArray]:
-        """Entries of a modality (all complete ones by default), in id order."""
+    def read_many(self, name: str, video_ids: Iterable[str] | None = None,
+                  *, batch_mb: float = 256.0) -> Iterator[FeatureArray]:
+        """Entries of a modality (all committed ones by default, in id order), loaded in batches."""
         ids = self.videos(name) if video_ids is None else [validate_video_id(v) for v in video_ids]
-        kind = self.provenance(name)["modality_kind"]
+        state = self.catalog(name)
+        batch: list[str] = []
+        rows = 0
+        row_bytes = max(1, self.row_bytes(name))
         for vid in ids:
-            yield self._read(name, vid, kind)
+            batch.append(vid)
+            entry = state.get(vid)
+            rows += entry.n_rows if entry is not None else 0
+            if rows * row_bytes >= batch_mb * 1e6:
+                yield from self.load(name, batch).entries()
+                batch, rows = [], 0
+        if batch:
+            yield from self.load(name, batch).entries()
+
+    def row_bytes(self, name: str) -> int:
+        """Bytes of one row of values (64 for text; 0 for a modality without entries)."""
+        state = self.catalog(name)
+        for vid in state.videos()[:1]:
+            meta = self._meta(name, state[vid].fragment, "values")
+            return meta.row_bytes if meta is not None and not meta.string else 64
+        return 0
 
     def load(self, name: str, videos: Iterable[str] | None = None) -> PackedModality:
-        """A whole modality (or the given entries, in that order) in memory as one packed result."""
-        prov = self.provenance(name)
-        entries = list(self.read_many(name, videos))
-        return PackedModality.from_entries(name, prov["modality_kind"], entries, provenance=prov)
+        """A whole modality (or the given entries, in that order) in memory as one packed result.
+
+        Rows are read straight into the result (one ranged read per run of consecutive rows of a
+        fragment): no per-entry objects, no intermediate copies.
+        """
+        check_modality_name(name)
+        wanted = None if videos is None else [validate_video_id(v) for v in videos]
+        for attempt in range(_READ_ATTEMPTS):
+            try:
+                return self._load(name, wanted)
+            except FileNotFoundError:
+                if attempt == _READ_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _load(self, name: str, wanted: list[str] | None) -> PackedModality:
+        _, prov = self._head(name)
+        kind: ModalityKind = prov["modality_kind"]
+        state = self.catalog(name)
+        ids = state.videos() if wanted is None else wanted
+        missing = [v for v in ids if v not in state] if wanted is not None else []
+        if missing:
+            raise FeatureNotFoundError(f"{name}: {len(missing)} entries are not in {self.url} "
+                                       f"(first: {missing[:5]})")
+        names, frag, start, counts, has_mask = state.columns(ids)
+        offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        n = int(offsets[-1])
+        if len(ids):
+            first = self._meta(name, names[int(frag[0])], "values")
+            if first is None:
+                raise FileNotFoundError(f"{name}/{FRAGMENTS_GROUP}/{names[int(frag[0])]}")
+            shape, dtype = first.shape[1:], (STRING_DTYPE if first.string else first.dtype)
+        else:
+            shape, dtype = (), np.dtype(np.float32)
+        values = np.empty((n, *shape), dtype=dtype)
+        row_arrays = {key: np.empty(n, dtype=np.int64 if key == "frame" else np.float64)
+                      for key in ROW_KEYS[kind]}
+        mask = np.ones(n, dtype=bool)
+        for k, lo, hi, out_lo, any_mask in _runs(frag, start, counts, has_mask, offsets):
+            fragment = names[k]
+            meta = self._meta(name, fragment, "values")
+            if meta is None:
+                raise FileNotFoundError(f"{name}/{FRAGMENTS_GROUP}/{fragment}")
+            if meta.shape[1:] != shape:
+                raise StoreError(f"{name}: fragment {fragment} has feature shape {meta.shape[1:]}, "
+                                 f"others {shape}; rebuild the modality")
+            out_hi = out_lo + hi - lo
+            self._read_rows(name, fragment, "values", lo, hi, values[out_lo:out_hi])
+            for key, arr in row_arrays.items():
+                self._read_rows(name, fragment, key, lo, hi, arr[out_lo:out_hi])
+            if any_mask:
+                self._read_rows(name, fragment, "mask", lo, hi, mask[out_lo:out_hi])
+        attrs = state.attrs_of(ids)
+        return PackedModality(modality=name, kind=kind, video_ids=tuple(ids), offsets=offsets,
+                              values=values, mask=mask, row_arrays=row_arrays, entry_attrs=attrs,
+                              provenance=prov)
 
     def open_dataset(self, name: str, video_ids: Sequence[str] | None = None) -> xarray.Dataset:
         """Lazy (dask-backed) view of a whole modality: every entry's rows stacked along ``row``.
 
-        The ``video_id`` coordinate says which entry each row came from; provenance is in
+        One dask task per fragment (the graph grows with fragments, not entries). Rows are in storage
+        order; the ``video_id`` dimension lists the entries in that order with their ``row_start`` and
+        ``n_rows``, and the per-row ``entry`` coordinate indexes it. Provenance is in
         ``ds.attrs["affectcache"]``. Text values are loaded eagerly (strings do not chunk usefully).
         """
         import dask.array as da
         import xarray as xr
+        from dask.delayed import delayed
 
-        ids = self.videos(name) if video_ids is None else [validate_video_id(v) for v in video_ids]
+        state = self.catalog(name)
+        ids = state.videos() if video_ids is None else [validate_video_id(v) for v in video_ids]
         if not ids:
-            raise FeatureNotFoundError(f"modality {name!r} in {self.url} has no complete entries")
-        kind = self.provenance(name)["modality_kind"]
-        columns: dict[str, list[Any]] = {}
-        row_owner: list[np.ndarray] = []
-        for vid in ids:
-            group = self._group(f"{name}/{vid}")
-            for key in ("values", *ROW_KEYS[kind], "mask"):
-                if key in group:
-                    arr = self._array(group, key)
-                    chunk = arr[...] if arr.dtype.kind in "TOU" else da.from_zarr(arr)
-                    columns.setdefault(key, []).append(chunk)
-            row_owner.append(np.full(int(_attrs(group)["n_rows"]), vid, dtype=object))
+            raise FeatureNotFoundError(f"modality {name!r} in {self.url} has no committed entries")
+        unknown = [v for v in ids if v not in state] if video_ids is not None else []
+        if unknown:
+            raise FeatureNotFoundError(f"{name}: {unknown[:5]} are not in {self.url}")
+        names, frag, start, counts, _ = state.columns(ids)
+        # Storage order: by fragment, then row, so each fragment is one block (one task).
+        perm = np.lexsort((start, frag))
+        order = [ids[i] for i in perm.tolist()]
+        frag, counts = frag[perm], counts[perm]
+        kind = self._kind(name)
+        first = self._meta(name, names[int(frag[0])], "values")
+        if first is None:
+            raise FileNotFoundError(f"{name}/{FRAGMENTS_GROUP}/{names[int(frag[0])]}")
+        keys = ("values", *ROW_KEYS[kind], "mask")
+        columns: dict[str, list[Any]] = {k: [] for k in keys}
+        cuts = np.concatenate([[0], np.flatnonzero(frag[1:] != frag[:-1]) + 1, [len(frag)]]).tolist()
+        for a, b in itertools.pairwise(cuts):
+            n = int(counts[a:b].sum())
+            # The ids travel as one numpy array: dask would walk (and hash) a list item by item.
+            part = delayed(self._fragment_block, pure=False)(name, np.array(order[a:b], dtype=object))
+            for key in keys:
+                shape = (n, *first.shape[1:]) if key == "values" else (n,)
+                dtype = first.dtype if key == "values" else np.dtype(
+                    {"frame": np.int64, "mask": np.bool_}.get(key, np.float64))
+                columns[key].append(da.from_delayed(part[key], shape=shape, dtype=dtype))
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         data_vars: dict[str, Any] = {}
         for key, parts in columns.items():
-            if len(parts) != len(ids):
-                raise StoreError(f"{name}: array {key!r} is present in only some entries")
-            stacked = (np.concatenate(parts) if isinstance(parts[0], np.ndarray)
+            stacked = (np.concatenate([p.compute() for p in parts]) if key == "values" and first.string
                        else da.concatenate(parts, axis=0))
             dims = ("row", *tuple(f"feature_{i}" if i > 1 else "feature" for i in range(1, stacked.ndim)))
             data_vars[key] = (dims, stacked)
-        return xr.Dataset(data_vars, coords={"video_id": ("row", np.concatenate(row_owner).astype(str))},
-                          attrs={"affectcache": self.provenance(name)})
+        data_vars["row_start"] = ("video_id", starts)
+        data_vars["n_rows"] = ("video_id", counts)
+        coords = {"video_id": ("video_id", np.array(order)),
+                  "entry": ("row", np.repeat(np.arange(len(order), dtype=np.int32), counts))}
+        return xr.Dataset(data_vars, coords=coords, attrs={"affectcache": self.provenance(name)})
+
+    def _fragment_block(self, name: str, vids: np.ndarray) -> dict[str, np.ndarray]:
+        packed = self.load(name, vids.tolist())
+        return {"values": packed.values, "mask": packed.mask, **packed.row_arrays}
 
     # ---- failures ---------------------------------------------------------------------------------
     def failures(self, name: str) -> dict[str, dict[str, Any]]:
         """Per-item failure records of a modality: ``{video_id: {error, message, time}}``."""
-        path = self._failures_path(name)
-        if path not in self._root:
+        if not self.has_modality(name):
             return {}
-        return dict(_attrs(self._group(path)).get("failures") or {})
+        return {k: dict(v) for k, v in self.catalog(name).failures.items()}
 
     def record_failures(self, name: str, failures: Mapping[str, Mapping[str, Any]],
                         *, resolved: Iterable[str] = ()) -> None:
-        """Add failure records and drop those of ``resolved`` ids (called by the driver only)."""
-        self._writable()
-        self._update_failures(name, failures, resolved=resolved)
-
-    @staticmethod
-    def _failures_path(name: str) -> str:
-        # Kept apart from the modality group, whose metadata workers read while the driver records.
-        return f"{PRIVATE_GROUP}/failures/{check_modality_name(name)}"
-
-    def _update_failures(self, name: str, failures: Mapping[str, Mapping[str, Any]],
-                         *, resolved: Iterable[str]) -> None:
-        current = self.failures(name)
-        changed = False
-        for vid in resolved:
-            changed |= current.pop(vid, None) is not None
-        for vid, record in failures.items():
-            current[vid] = dict(record)
-            changed = True
-        if changed:
-            self._root.require_group(self._failures_path(name)).update_attributes({"failures": current})
+        """Append failure records and drop those of ``resolved`` ids (called by the driver only)."""
+        self.commit(name, failures=failures, resolved=resolved)
 
 
-def _attrs(group: zarr.Group) -> dict[str, Any]:
-    """A group's attributes as plain JSON data (zarr types them as a recursive JSON union)."""
-    attrs: dict[str, Any] = group.attrs.asdict()
-    return attrs
+def _runs(frag: np.ndarray, start: np.ndarray, counts: np.ndarray, has_mask: np.ndarray,
+          offsets: np.ndarray) -> Iterator[tuple[int, int, int, int, bool]]:
+    """Entries stored back to back in one fragment, as runs: (fragment index, lo, hi, out_lo, any mask)."""
+    if not len(frag):
+        return
+    # A run breaks where the fragment changes or the next entry does not start where this one ends.
+    breaks = np.flatnonzero((frag[1:] != frag[:-1]) | (start[1:] != start[:-1] + counts[:-1])) + 1
+    bounds = np.concatenate([[0], breaks, [len(frag)]])
+    mask_cum = np.concatenate([[0], np.cumsum(has_mask)])
+    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        lo = int(start[a])
+        yield (int(frag[a]), lo, lo + int(offsets[b] - offsets[a]), int(offsets[a]),
+               bool(mask_cum[b] - mask_cum[a]))
 
 
-def _row_chunks(arr: np.ndarray) -> tuple[int, ...]:
-    """Chunk along rows only, aiming at a few MB per chunk (never one chunk per frame)."""
-    n = max(int(arr.shape[0]), 1)
-    row_bytes = max(int(np.prod(arr.shape[1:], dtype=np.int64)) * max(arr.dtype.itemsize, 1), 1)
-    if arr.dtype.kind == "T":
-        row_bytes = 256
-    rows = int(min(n, max(1, TARGET_CHUNK_BYTES // row_bytes)))
-    return (rows, *arr.shape[1:])
+def new_generation() -> str:
+    """A fresh catalog generation name."""
+    return new_fragment_id("g")
 
 
 def _identity_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:

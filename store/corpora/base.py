@@ -613,15 +613,14 @@ def _write_store(result: CorpusImport, fs: FeatureStore) -> tuple[dict[str, int]
     for track in tracks:
         name = fs.init_label_track(track, source=result.corpus,
                                    description=result.track_descriptions.get(track, ""))
-        counts[track] = 0
-        for entry in (e for e in result.tracks if e.track == track):
-            fs.write(name, entry.to_feature_array(), source=items[entry.video_id].source_info())
-            counts[track] += 1
+        # Few large fragments, one commit each: a corpus of 20k utterances is not 20k commits.
+        counts[track] = len(fs.write_many(name, (
+            (entry.to_feature_array(), items[entry.video_id].source_info())
+            for entry in result.tracks if entry.track == track)))
     if result.transcripts:
         fs.init_modality(TRANSCRIPT_MODALITY, transcript_prov)
-        for transcript in result.transcripts:
-            fs.write(TRANSCRIPT_MODALITY, transcript.to_feature_array(),
-                     source=items[transcript.video_id].source_info())
+        fs.write_many(TRANSCRIPT_MODALITY, ((t.to_feature_array(), items[t.video_id].source_info())
+                                            for t in result.transcripts))
     logger.info("%s: wrote %s and %d transcripts into %s", result.corpus,
                 ", ".join(f"{label_modality(t)} ({n})" for t, n in counts.items()) or "no label tracks",
                 len(result.transcripts), fs.url)

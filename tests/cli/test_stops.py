@@ -164,23 +164,25 @@ def test_injected_enospc_exits_4_with_one_line_and_resumes(corpus: tuple[list[Me
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     items, manifest = corpus
     store = tmp_path / "s.zarr"
-    real_write = FeatureStore.write
+    real_write = FeatureStore.write_fragment
     calls = []
 
-    def write_until_full(self: FeatureStore, name: str, feats: Any, **kwargs: Any) -> None:
-        calls.append(feats.video_id)
-        if len(calls) > 5:
-            path = store / name / feats.video_id / "values" / "c" / "0"
+    def write_until_full(self: FeatureStore, name: str, entries: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(len(entries))
+        if len(calls) > 1:  # the disk fills up while the second task writes its fragment
+            path = store / name / "fragments" / "x" / "values" / "c" / "0"
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        real_write(self, name, feats, **kwargs)
+        return real_write(self, name, entries, *args, **kwargs)
 
-    monkeypatch.setattr(FeatureStore, "write", write_until_full)
+    monkeypatch.setattr(FeatureStore, "write_fragment", write_until_full)
     args = ["extract", NAME, "-m", str(manifest), "-s", str(store), "-w", "0"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 4, result.output
     assert "Traceback" not in result.stderr
+    complete = calls[0]  # the first task's fragment was committed
+    assert 0 < complete < len(items)
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: no space left on the device holding {store}: free space and rerun; "
-        "5 entries are complete and will not be redone")
-    monkeypatch.setattr(FeatureStore, "write", real_write)  # space freed
-    _assert_rerun_equals_clean(items, store, tmp_path, 5)
+        f"{complete} entries are complete and will not be redone")
+    monkeypatch.setattr(FeatureStore, "write_fragment", real_write)  # space freed
+    _assert_rerun_equals_clean(items, store, tmp_path, complete)

@@ -249,8 +249,8 @@ def test_resume_after_kill_9_equals_uninterrupted_run(tmp_path: Path) -> None:
     deadline = time.monotonic() + 60
     try:
         while time.monotonic() < deadline:
-            if killed_store.exists() and len(FeatureStore(killed_store, read_only=True).videos(
-                    "test-counting") if (killed_store / "test-counting").exists() else []) >= 4:
+            if (killed_store / "test-counting" / "zarr.json").exists() and len(
+                    FeatureStore(killed_store, read_only=True).videos("test-counting")) >= 4:
                 break
             time.sleep(0.05)
         else:

@@ -44,22 +44,28 @@ def test_write_read_round_trip_and_layout(store_path: Path) -> None:
     fs.init_modality("feat", prov())
     original = frames("vid_1")
     fs.write("feat", original, source={"path": "/x.mp4", "size": 10})
+    fs.write("feat", frames("vid_2", n=2, seed=3))
     back = fs.read("feat", "vid_1")
     assert back.allclose(original, rtol=0, atol=0)
     assert back.attrs == {"fps": 25.0}
-    assert fs.videos("feat") == ["vid_1"]
-    # Plain zarr, no affectcache: provenance, commit marker, arrays with dimension names.
+    assert fs.videos("feat") == ["vid_1", "vid_2"]
+    assert fs.entry_states("feat")["vid_1"].source == {"path": "/x.mp4", "size": 10}
+    # Plain zarr, no affectcache: provenance at the modality, one group per fragment.
     root = zarr.open_group(str(store_path), mode="r")
+    assert root.attrs["affectcache"]["layout"] == 2
     assert root["feat"].attrs["affectcache"]["extractor"] == "feat"
-    entry = root["feat/vid_1"]
-    assert entry.attrs["complete"] is True
-    assert entry.attrs["n_rows"] == 5
-    assert entry.attrs["source"]["path"] == "/x.mp4"
-    assert entry["frame"].dtype == np.int64
-    assert entry["time_s"].dtype == np.float64
-    assert entry["mask"].dtype == np.bool_
-    ds = xr.open_zarr(str(store_path), group="feat/vid_1", consolidated=False)
-    assert ds["values"].dims == ("frame", "feature")
+    fragment_ids = sorted(root["feat/fragments"].group_keys())
+    assert len(fragment_ids) == 2
+    frag = root[f"feat/fragments/{fragment_ids[0]}"]
+    assert frag.attrs["affectcache_fragment"]["n_rows"] == 5
+    assert frag["frame"].dtype == np.int64
+    assert frag["time_s"].dtype == np.float64
+    assert frag["mask"].dtype == np.bool_
+    np.testing.assert_array_equal(frag["values"][...], original.values)
+    ds = xr.open_zarr(str(store_path), group=f"feat/fragments/{fragment_ids[0]}", consolidated=False)
+    assert ds["values"].dims == ("row", "feature")
+    assert {"frame", "time_s", "video_id"} <= set(ds.coords)
+    assert list(ds["video_id"].values) == ["vid_1"]
     np.testing.assert_array_equal(ds["frame"].values, np.arange(5))
 
 
@@ -75,36 +81,46 @@ def test_text_modality_round_trip(store_path: Path) -> None:
     assert list(ds["values"].values) == ["a smile", "ünïcödé", ""]
 
 
-def test_incomplete_entry_is_invisible_and_rewritable(store_path: Path) -> None:
+def test_uncommitted_fragment_is_invisible_and_rewritable(store_path: Path) -> None:
     fs = FeatureStore(store_path)
     fs.init_modality("feat", prov())
     fs.write("feat", frames("done"))
-    # Simulate a writer killed after its arrays but before the commit marker.
-    root = zarr.open_group(str(store_path), mode="a")
-    partial = root.create_group("feat/crashed", attributes={"complete": False})
-    partial.create_array("values", data=np.zeros((2, 3), np.float32))
+    # A worker killed after writing its fragment but before the driver committed it.
+    orphan = fs.write_fragment("feat", [(frames("crashed"), None)])
+    assert (store_path / "feat" / "fragments" / orphan.fragment_id / "values").is_dir()
     assert not fs.has("feat", "crashed")
     assert fs.videos("feat") == ["done"]
-    states = fs.entry_states("feat")
-    assert states["crashed"].complete is False
-    with pytest.raises(FeatureNotFoundError, match="not \\(completely\\)"):
+    assert "crashed" not in fs.entry_states("feat")
+    with pytest.raises(FeatureNotFoundError, match="not in"):
         fs.read("feat", "crashed")
+    assert fs.load("feat").video_ids == ("done",)
     fs.write("feat", frames("crashed", n=4))
     assert fs.read("feat", "crashed").n_rows == 4
 
 
-def test_corrupt_entry_metadata_counts_as_incomplete(store_path: Path) -> None:
+def test_rewriting_an_entry_supersedes_it(store_path: Path) -> None:
     fs = FeatureStore(store_path)
     fs.init_modality("feat", prov())
-    fs.write("feat", frames("v"))
+    fs.write("feat", frames("v", n=3))
     fs.write("feat", frames("w"))
-    (store_path / "feat" / "v" / "zarr.json").write_text('{"zarr_format": 3, "node_t')
-    assert not fs.has("feat", "v")
-    states = fs.entry_states("feat")
-    assert states["v"].complete is False
-    assert states["w"].complete is True
-    fs.write("feat", frames("v"))  # and it can be rewritten
+    fs.write("feat", frames("v", n=6, seed=9))
     assert fs.videos("feat") == ["v", "w"]
+    assert fs.read("feat", "v").allclose(frames("v", n=6, seed=9), rtol=0, atol=0)
+    packed = fs.load("feat")
+    np.testing.assert_array_equal(packed.offsets, [0, 6, 11])
+    assert len(fs.catalog("feat").retired()) == 1  # the first fragment of v is garbage now
+
+
+def test_a_commit_record_left_without_content_is_ignored_and_its_version_reused(store_path: Path) -> None:
+    fs = FeatureStore(store_path)
+    fs.init_modality("feat", prov())
+    fs.write("feat", frames("a"))
+    log = next(p for p in (store_path / "feat" / "_log").iterdir() if p.is_dir())
+    (log / "v0000000001").mkdir()  # a committer died between creating the folder and the record
+    assert fs.videos("feat") == ["a"]
+    fs.write("feat", frames("b"))
+    assert FeatureStore(store_path).videos("feat") == ["a", "b"]
+    assert (log / "v0000000001" / "zarr.json").is_file()
 
 
 def test_changed_config_or_version_or_model_is_refused(store_path: Path) -> None:
@@ -184,10 +200,13 @@ def test_open_dataset_is_lazy_and_concatenates(store_path: Path) -> None:
     fs.write("feat", frames("b", n=4, seed=1))
     ds = fs.open_dataset("feat")
     assert ds.sizes["row"] == 7
-    assert list(ds["video_id"].values) == ["a"] * 3 + ["b"] * 4
+    assert list(ds["video_id"].values) == ["a", "b"]
+    assert list(ds["entry"].values) == [0] * 3 + [1] * 4
+    assert list(ds["row_start"].values) == [0, 3]
     assert ds.attrs["affectcache"]["extractor"] == "feat"
     assert type(ds["values"].data).__module__.startswith("dask")
     np.testing.assert_allclose(ds["values"].values[3:], fs.read("feat", "b").values)
+    np.testing.assert_array_equal(ds["mask"].values[:3], frames("a", n=3).mask)
 
 
 def test_fsspec_memory_url_store() -> None:

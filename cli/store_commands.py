@@ -1,0 +1,48 @@
+"""``affectcache store compact|upgrade``: maintenance of a feature store's fragments and format."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from affectcache.cli._app import StoreOpt, app, cli_errors
+
+store_app = typer.Typer(no_args_is_help=True, help="Maintain a store: compact fragments, upgrade old stores.")
+app.add_typer(store_app, name="store")
+
+
+@store_app.command("compact")
+@cli_errors
+def compact(
+    store: StoreOpt,
+    modalities: Annotated[list[str] | None, typer.Argument(
+        help="Modalities (labels/<track> for label tracks); default: all of them.")] = None,
+    target_mb: Annotated[float, typer.Option(help="Size of the fragments written (MB of values).")] = 512.0,
+) -> None:
+    """Rewrite small or partly superseded fragments into few large ones and delete garbage."""
+    from affectcache.store.format.compaction import CompactionPolicy
+    from affectcache.store.format.compaction import compact as compact_modality
+    from affectcache.store.lock import ModalityLock
+    from affectcache.store.zarr_store import FeatureStore, label_modality
+
+    fs = FeatureStore(store)
+    names = modalities or fs.modalities() + [label_modality(t) for t in fs.label_tracks()]
+    policy = CompactionPolicy(target_fragment_mb=target_mb)
+    for name in names:
+        with ModalityLock(fs, name):
+            typer.echo(compact_modality(fs, name, policy).summary())
+
+
+@store_app.command("upgrade")
+@cli_errors
+def upgrade(store: StoreOpt) -> None:
+    """Convert a store written by an older affectcache (one group per video) in place; resumable."""
+    from affectcache.store.format.upgrade import upgrade_store
+    from affectcache.store.zarr_store import FeatureStore
+
+    reports = upgrade_store(FeatureStore(store))
+    for report in reports:
+        typer.echo(report.summary())
+    if not reports:
+        typer.echo("nothing to upgrade: the store already has the current layout")

@@ -1,0 +1,597 @@
+"""The per-modality catalog: which entries exist, in which fragment rows, as an append-only commit log.
+
+Modelled on the Delta Lake / Iceberg / Lance commit protocol, reduced to what a feature store needs:
+
+- Data is written first, as immutable fragments under fresh names (:mod:`affectcache.store.format.fragments`);
+  nothing points at them yet, so a crash leaves only unreferenced files.
+- A **commit** is one small JSON record ``<modality>/_log/<generation>/v<version>/zarr.json`` created
+  atomically *if absent* (version = previous + 1). Creating it is the commit point: the entries it
+  names exist from then on, exactly once. Two committers racing for one version: one wins, the other
+  re-reads the log and retries at the next version (optimistic concurrency). A compaction's entries
+  carry the rows they expect to replace and apply only if those are still current, so a compaction
+  never undoes a concurrent rebuild of an entry.
+- Every :data:`CHECKPOINT_EVERY` versions the committer also writes the whole state at that version
+  (``c<version>``, columnar JSON); readers load the newest checkpoint and apply the few records after
+  it, and records older than the previous checkpoint are trimmed. Failure records ride in the same
+  log: recording one appends a record, it never rewrites the others.
+- Records and checkpoints are Zarr groups (the payload is their ``attributes``), so the whole store
+  stays a valid Zarr hierarchy for plain tools.
+
+The state (:class:`CatalogState`) maps each video id to its fragment, first row, row count, mask flag,
+source facts, extractor attrs and commit time, plus the failure records and the *retired* fragments
+(no entry points at them any more: garbage until a compaction or cleanup deletes them).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from affectcache.store.errors import StoreError
+from affectcache.store.format.fragments import group_bytes
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from affectcache.store.format.fragments import FragmentInfo
+    from affectcache.store.kv import Keys
+
+logger = logging.getLogger(__name__)
+
+LOG_GROUP = "_log"
+CHECKPOINT_EVERY = 32
+"""A checkpoint of the whole state every this many commits: readers apply at most this many records."""
+CHECKPOINT_ENTRIES = 256
+"""A commit naming at least this many entries or failure records (an import, a compaction) is
+checkpointed at once, so later commits copy and readers parse only small overlays."""
+_RECORD_ATTR = "affectcache_commit"
+_CHECKPOINT_ATTR = "affectcache_checkpoint"
+_SOURCE_COLUMNS = ("path", "size", "mtime", "start_s", "end_s")
+_COMPARED = ("size", "mtime", "start_s", "end_s")  # what decides whether an entry's media changed
+_READ_ATTEMPTS = 5
+
+
+class CatalogEntry(NamedTuple):
+    """One committed entry."""
+
+    fragment: str
+    """Fragment folder name."""
+    start: int
+    """First row in the fragment."""
+    n_rows: int
+    """Rows."""
+    has_mask: bool
+    """Whether the entry was written with a mask."""
+    source: Mapping[str, Any]
+    """Source facts recorded at write time."""
+    attrs: Mapping[str, Any]
+    """Extractor attrs (a ``warning`` key marks a suspicious item)."""
+    time: float
+    """Commit time (seconds since the epoch)."""
+
+
+class CatalogState:
+    """The committed state of one generation of a modality, at ``version``.
+
+    Columnar: the newest checkpoint's entries stay as numpy arrays and lists (parsing one is a JSON
+    load, no per-entry objects), with the records applied since as an overlay of changed entries.
+    Entries are materialised as :class:`CatalogEntry` only when asked for one by one. A state is never
+    mutated once handed out (committing produces a new one), so readers in other threads are safe.
+    """
+
+    def __init__(self) -> None:
+        self.version = -1
+        """Last applied commit (-1: none yet)."""
+        self._fail_decoded: dict[str, dict[str, Any]] | None = {}
+        self._fail_packed: Mapping[str, Any] = _pack_failures({})
+        self._fail_over: dict[str, dict[str, Any] | None] = {}
+        self._fail_merged: dict[str, dict[str, Any]] | None = None
+        self.fragment_rows: dict[str, int] = {}
+        """Rows of every committed fragment not yet purged (live or retired)."""
+        self._ids: list[str] = []
+        self._frag_names: list[str] = []
+        self._frag = np.zeros(0, np.int64)
+        self._start = np.zeros(0, np.int64)
+        self._n = np.zeros(0, np.int64)
+        self._mask = np.zeros(0, bool)
+        self._time = np.zeros(0, np.float64)
+        self._source_cols: dict[str, list[Any]] | None = {k: [] for k in _SOURCE_COLUMNS}
+        self._source_packed: Mapping[str, Any] = {}
+        self._source_extra: dict[str, dict[str, Any]] = {}
+        self._attrs: dict[str, dict[str, Any]] = {}
+        self._pos_cache: dict[str, int] | None = None
+        self._over: dict[str, CatalogEntry | None] = {}
+        self._sorted: list[str] | None = None
+
+    @property
+    def _fail_base(self) -> dict[str, dict[str, Any]]:
+        # Failure records of the checkpoint, decoded on first use (most commits never need them).
+        if self._fail_decoded is None:
+            self._fail_decoded = _unpack_failures(self._fail_packed)
+        return self._fail_decoded
+
+    @property
+    def failures(self) -> dict[str, dict[str, Any]]:
+        """Per-item failure records: ``{video_id: {error, message, time}}`` (do not modify)."""
+        if not self._fail_over:
+            return self._fail_base
+        if self._fail_merged is None:
+            merged = dict(self._fail_base)
+            for vid, rec in self._fail_over.items():
+                if rec is None:
+                    merged.pop(vid, None)
+                else:
+                    merged[vid] = rec
+            self._fail_merged = merged
+        return self._fail_merged
+
+    def _drop_failure(self, vid: str) -> None:
+        # Unconditionally: checking the checkpoint's records would decode them all.
+        if vid not in self._fail_over or self._fail_over[vid] is not None:
+            self._fail_over[vid] = None
+            self._fail_merged = None
+
+    # ---- entry access -------------------------------------------------------------------------------
+    @property
+    def _source(self) -> dict[str, list[Any]]:
+        # Decoded on first use: listing, status and loads never need the source columns.
+        if self._source_cols is None:
+            packed = self._source_packed
+            cols = {"path": list(packed["source_path"])}
+            for key in ("size", "mtime", "start_s", "end_s"):
+                cols[key] = _unpack_optional(packed[f"source_{key}"])
+            self._source_cols = cols
+        return self._source_cols
+
+    @property
+    def _pos(self) -> dict[str, int]:
+        if self._pos_cache is None:
+            self._pos_cache = {v: i for i, v in enumerate(self._ids)}
+        return self._pos_cache
+
+    def _base_entry(self, i: int) -> CatalogEntry:
+        vid = self._ids[i]
+        source = {k: col[i] for k, col in self._source.items()}
+        if vid in self._source_extra:
+            source.update(self._source_extra[vid])
+        return CatalogEntry(self._frag_names[int(self._frag[i])], int(self._start[i]), int(self._n[i]),
+                            bool(self._mask[i]), source, self._attrs.get(vid) or {}, float(self._time[i]))
+
+    def get(self, vid: str) -> CatalogEntry | None:
+        """The committed entry of ``vid``, or None."""
+        if vid in self._over:
+            return self._over[vid]
+        i = self._pos.get(vid)
+        return None if i is None else self._base_entry(i)
+
+    def __contains__(self, vid: object) -> bool:
+        if vid in self._over:
+            return self._over[vid] is not None
+        return vid in self._pos
+
+    def __getitem__(self, vid: str) -> CatalogEntry:
+        entry = self.get(vid)
+        if entry is None:
+            raise KeyError(vid)
+        return entry
+
+    def __len__(self) -> int:
+        return len(self.videos())
+
+    def videos(self) -> list[str]:
+        """Sorted ids of the committed entries (cached per state; do not modify)."""
+        if self._sorted is None:
+            if not self._over:
+                self._sorted = self._ids  # checkpoints are written in id order
+            else:
+                ids = set(self._ids)
+                for vid, entry in self._over.items():
+                    if entry is None:
+                        ids.discard(vid)
+                    else:
+                        ids.add(vid)
+                self._sorted = sorted(ids)
+        return self._sorted
+
+    def columns(self, ids: Sequence[str]) -> tuple[list[str], npt.NDArray[np.int64], npt.NDArray[np.int64],
+                                                    npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        """For ``ids`` (all committed): fragment names, and per id fragment index, start, rows, mask."""
+        if not self._over and ids is self._ids:
+            return self._frag_names, self._frag, self._start, self._n, self._mask
+        if not self._over:
+            pos = self._pos
+            idx = np.fromiter((pos[v] for v in ids), dtype=np.int64, count=len(ids))
+            return self._frag_names, self._frag[idx], self._start[idx], self._n[idx], self._mask[idx]
+        names = list(self._frag_names)
+        lookup = {f: i for i, f in enumerate(names)}
+        out = np.zeros((4, len(ids)), dtype=np.int64)
+        for j, vid in enumerate(ids):
+            e = self[vid]
+            if e.fragment not in lookup:
+                lookup[e.fragment] = len(names)
+                names.append(e.fragment)
+            out[:, j] = (lookup[e.fragment], e.start, e.n_rows, e.has_mask)
+        return names, out[0], out[1], out[2], out[3].astype(bool)
+
+    def live_rows(self) -> dict[str, int]:
+        """Live (referenced) rows per fragment."""
+        keep = np.ones(len(self._ids), bool)
+        if self._over:
+            for vid in self._over:
+                i = self._pos.get(vid)
+                if i is not None:
+                    keep[i] = False
+        counts = np.bincount(self._frag[keep], weights=self._n[keep], minlength=len(self._frag_names))
+        rows = {self._frag_names[i]: int(c) for i, c in enumerate(counts) if c > 0}
+        for entry in self._over.values():
+            if entry is not None:
+                rows[entry.fragment] = rows.get(entry.fragment, 0) + entry.n_rows
+        for k in np.flatnonzero(keep & (self._n == 0)).tolist():  # empty entries reference theirs too
+            rows.setdefault(self._frag_names[int(self._frag[k])], 0)
+        return rows
+
+    def total_rows(self) -> int:
+        """Rows over all committed entries."""
+        return sum(self.live_rows().values())
+
+    def attrs_of(self, ids: Sequence[str]) -> tuple[Mapping[str, Any], ...]:
+        """Extractor attrs of ``ids`` (empty mappings for entries without)."""
+        empty: Mapping[str, Any] = {}
+        over = self._over
+        return tuple((e.attrs if (e := over[v]) is not None else empty) if v in over
+                     else self._attrs.get(v, empty) for v in ids)
+
+    def warnings(self) -> dict[str, str]:
+        """Entries whose extractor attrs carry a ``warning``, with it."""
+        out = {v: str(a["warning"]) for v, a in self._attrs.items()
+               if a.get("warning") and v not in self._over}
+        out.update({v: str(e.attrs["warning"]) for v, e in self._over.items()
+                    if e is not None and e.attrs.get("warning")})
+        return dict(sorted(out.items()))
+
+    def changed_sources(self, current: Mapping[str, Mapping[str, Any]]) -> set[str]:
+        """Ids of ``current`` (id -> source facts now) committed with other size/mtime/clip bounds.
+
+        Same rule as :func:`affectcache.store.zarr_store.source_changed`, on the columns directly.
+        """
+        out: set[str] = set()
+        pos = self._pos
+        size, mtime, start_s, end_s = (self._source[k] for k in _COMPARED)
+        over, extra = self._over, self._source_extra
+        for vid, now in current.items():
+            if vid in over or vid in extra:
+                entry = self.get(vid)
+                if entry is None:
+                    continue
+                old = tuple(entry.source.get(k) for k in _COMPARED)
+            else:
+                i = pos.get(vid)
+                if i is None:
+                    continue
+                old = (size[i], mtime[i], start_s[i], end_s[i])
+            # Not comparable (media gone now, or recorded without source facts) counts as unchanged.
+            if old[0] is not None and now.get("size") is not None and old != (
+                    now.get("size"), now.get("mtime"), now.get("start_s"), now.get("end_s")):
+                out.add(vid)
+        return out
+
+    def retired(self) -> list[str]:
+        """Committed fragments no entry points at (garbage until purged)."""
+        live = self.live_rows()
+        return sorted(f for f in self.fragment_rows if f not in live)
+
+    # ---- changes ----------------------------------------------------------------------------------
+    def copy(self) -> CatalogState:
+        """A new state sharing the (immutable) checkpoint columns."""
+        new = CatalogState.__new__(CatalogState)
+        new.__dict__.update(self.__dict__)
+        new._fail_over = dict(self._fail_over)
+        new.fragment_rows = dict(self.fragment_rows)
+        new._over = dict(self._over)
+        new._sorted = self._sorted
+        return new
+
+    def apply(self, record: Mapping[str, Any]) -> None:
+        """Apply one commit record (the next version) to this (new, unshared) state."""
+        when = float(record.get("time_s", 0.0))
+        self.fragment_rows.update({str(k): int(v) for k, v in (record.get("fragments") or {}).items()})
+        expect = record.get("expect")
+        changed = False
+        for i, row in enumerate(record.get("entries") or ()):
+            vid, frag, start, n, has_mask, source, attrs = row
+            if expect is not None:
+                current = self.get(vid)
+                old_frag, old_start = expect[i]
+                if current is None or (current.fragment, current.start) != (old_frag, old_start):
+                    continue  # superseded since the compaction read it: its copied rows are garbage
+            self._over[vid] = CatalogEntry(frag, int(start), int(n), bool(has_mask), source or {},
+                                           attrs or {}, when)
+            self._drop_failure(vid)
+            changed = True
+        for vid in record.get("remove") or ():
+            if vid in self:
+                self._over[vid] = None
+                changed = True
+            self._drop_failure(vid)
+        for vid in record.get("resolved") or ():
+            self._drop_failure(vid)
+        for vid, rec in (record.get("failures") or {}).items():
+            self._fail_over[vid] = dict(rec)
+            self._fail_merged = None
+        for frag in record.get("purged") or ():
+            self.fragment_rows.pop(frag, None)
+        self.version = int(record["version"])
+        if changed:
+            self._sorted = None
+
+    # ---- checkpoints ------------------------------------------------------------------------------
+    def to_checkpoint(self) -> dict[str, Any]:
+        """The state as columnar JSON data."""
+        vids = self.videos()
+        names, frag, start, n, mask = self.columns(vids)
+        used = sorted(set(self.fragment_rows) | {names[i] for i in np.unique(frag)})
+        remap = np.array([used.index(f) if f in used else -1 for f in names], dtype=np.int64)
+        if self._over:
+            rows = [self[v] for v in vids]
+            times = [e.time for e in rows]
+            source = {k: [e.source.get(k) for e in rows] for k in _SOURCE_COLUMNS}
+            extra = {v: {k: x for k, x in e.source.items() if k not in _SOURCE_COLUMNS}
+                     for v, e in zip(vids, rows, strict=True)}
+            attrs = {v: dict(e.attrs) for v, e in zip(vids, rows, strict=True) if e.attrs}
+        else:
+            times = self._time.tolist()
+            source = self._source
+            extra = self._source_extra
+            attrs = self._attrs
+        columns: dict[str, Any] = {
+            "video_id": vids, "fragment": _pack(remap[frag] if len(frag) else frag, "<i8"),
+            "start": _pack(start, "<i8"), "n_rows": _pack(n, "<i8"), "mask": _pack(mask, "|b1"),
+            "time_s": _pack(np.asarray(times, dtype=np.float64), "<f8"),
+            "source_path": source["path"],
+            "source_extra": {v: x for v, x in extra.items() if x}, "attrs": attrs}
+        for key in ("size", "mtime", "start_s", "end_s"):
+            columns[f"source_{key}"] = _pack_optional(source[key])
+        return {"version": self.version, "fragments": used,
+                "fragment_rows": [self.fragment_rows.get(f, 0) for f in used],
+                "entries": columns, "failures": self._packed_failures()}
+
+    def _packed_failures(self) -> dict[str, Any]:
+        """The failure records as checkpoint columns, merged from the packed ones without decoding."""
+        if self._fail_decoded is not None:
+            return _pack_failures(self.failures)
+        base, over = self._fail_packed, self._fail_over
+        keep = [i for i, v in enumerate(base["video_id"]) if v not in over]
+        out: dict[str, Any] = {k: [base[k][i] for i in keep] for k in ("video_id", *_FAILURE_KEYS)}
+        other = {v: r for v, r in (base.get("other") or {}).items() if v not in over}
+        for vid, rec in over.items():
+            if rec is None:
+                continue
+            if set(rec) == set(_FAILURE_KEYS):
+                out["video_id"].append(vid)
+                for key in _FAILURE_KEYS:
+                    out[key].append(rec[key])
+            else:
+                other[vid] = dict(rec)
+        out["other"] = other
+        return out
+
+    @classmethod
+    def from_checkpoint(cls, data: Mapping[str, Any]) -> CatalogState:
+        """Inverse of :meth:`to_checkpoint` (no per-entry objects)."""
+        state = cls()
+        cols = data["entries"]
+        state.version = int(data["version"])
+        state._ids = list(cols["video_id"])
+        state._frag_names = list(data["fragments"])
+        state._frag = _unpack(cols["fragment"]).astype(np.int64, copy=False)
+        state._start = _unpack(cols["start"]).astype(np.int64, copy=False)
+        state._n = _unpack(cols["n_rows"]).astype(np.int64, copy=False)
+        state._mask = _unpack(cols["mask"]).astype(bool, copy=False)
+        state._time = _unpack(cols["time_s"]).astype(np.float64, copy=False)
+        state._source_cols = None
+        state._source_packed = {k: v for k, v in cols.items() if k.startswith("source_")}
+        state._source_extra = dict(cols.get("source_extra") or {})
+        state._attrs = dict(cols.get("attrs") or {})
+        state._fail_packed = data.get("failures") or _pack_failures({})
+        state._fail_decoded = None
+        state.fragment_rows = dict(zip(state._frag_names, (int(x) for x in data["fragment_rows"]),
+                                       strict=True))
+        return state
+
+
+def entry_rows(info: FragmentInfo) -> list[list[Any]]:
+    """A fragment's entries as commit-record rows."""
+    return [[e.video_id, info.fragment_id, e.start, e.n_rows, e.has_mask, dict(e.source), dict(e.attrs)]
+            for e in info.entries]
+
+
+class Catalog:
+    """Reads and commits one generation's log (``<modality>/_log/<generation>/``)."""
+
+    def __init__(self, keys: Keys, modality: str, generation: str) -> None:
+        self.keys = keys
+        self.modality = modality
+        self.generation = generation
+        self.prefix = f"{modality}/{LOG_GROUP}/{generation}"
+        self._state = CatalogState()
+
+    def create(self) -> None:
+        """Write the (empty) log groups of a new generation."""
+        self.keys.put_many([(f"{self.modality}/{LOG_GROUP}/zarr.json", group_bytes({})),
+                            (f"{self.prefix}/zarr.json", group_bytes({}))])
+
+    # ---- reading ----------------------------------------------------------------------------------
+    def _listing(self) -> tuple[list[int], list[int]]:
+        versions: list[int] = []
+        checkpoints: list[int] = []
+        for name in self.keys.list(self.prefix):
+            if len(name) == 11 and name[1:].isdigit():
+                (versions if name[0] == "v" else checkpoints if name[0] == "c" else []).append(int(name[1:]))
+        return sorted(versions), sorted(checkpoints)
+
+    def _read_node(self, kind: str, version: int, attr: str) -> dict[str, Any] | None:
+        raw = self.keys.get(f"{self.prefix}/{kind}{version:010d}/zarr.json")
+        if raw is None:
+            return None
+        try:
+            payload: dict[str, Any] = json.loads(raw)["attributes"][attr]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"{self.prefix}/{kind}{version:010d} is unreadable ({exc}); the store was "
+                             "damaged outside affectcache") from exc
+        return payload
+
+    def state(self) -> CatalogState:
+        """The current committed state (the cached one, brought up to date)."""
+        for _attempt in range(_READ_ATTEMPTS):
+            versions, checkpoints = self._listing()
+            state = self._state
+            newest_cp = checkpoints[-1] if checkpoints else -1
+            base = state
+            if newest_cp > state.version and (state.version + 1) not in versions:
+                # Records we would need were trimmed: start from the newest checkpoint.
+                data = self._read_node("c", newest_cp, _CHECKPOINT_ATTR)
+                if data is None:
+                    continue  # trimmed while we listed: list again
+                base = CatalogState.from_checkpoint(data)
+            elif newest_cp > state.version + CHECKPOINT_EVERY:
+                data = self._read_node("c", newest_cp, _CHECKPOINT_ATTR)
+                if data is not None:
+                    base = CatalogState.from_checkpoint(data)
+            if base is state and (not versions or versions[-1] <= state.version):
+                return state
+            if base is state:
+                base = state.copy()
+            ok = True
+            for v in (v for v in versions if v > base.version):
+                if v != base.version + 1:
+                    break  # a gap: a committer that died before writing; nothing after it counts
+                record = self._read_node("v", v, _RECORD_ATTR)
+                if record is None:
+                    if v < versions[-1]:
+                        ok = False  # trimmed under us
+                    break
+                base.apply(record)
+            if ok:
+                self._state = base
+                return base
+        raise StoreError(f"could not read a consistent catalog at {self.prefix} after {_READ_ATTEMPTS} "
+                         "attempts (the log keeps changing under the reader)")
+
+    # ---- committing -------------------------------------------------------------------------------
+    def commit(self, record: dict[str, Any], *, checkpoint: bool = False) -> CatalogState:
+        """Append ``record`` as the next version (retrying on a concurrent commit); the new state.
+
+        ``checkpoint`` forces a checkpoint right after it (compaction and upgrade end with one).
+        """
+        for _attempt in range(1000):
+            state = self.state()
+            version = state.version + 1
+            payload = {**record, "version": version, "time_s": time.time()}
+            doc = group_bytes({_RECORD_ATTR: payload})
+            key = f"{self.prefix}/v{version:010d}"
+            if self.keys.put_new(f"{key}/zarr.json", doc):
+                if any(c >= version for c in self._listing()[1]):
+                    # Our version had been committed, checkpointed and trimmed by others meanwhile:
+                    # this record is not part of the history. Withdraw it and retry.
+                    self.keys.delete_tree(key)
+                    continue
+                new = state.copy()  # states handed out are never mutated (readers in threads)
+                new.apply(payload)
+                self._state = new
+                size = sum(len(record.get(k) or ()) for k in ("entries", "failures", "remove", "resolved"))
+                if checkpoint or (version % CHECKPOINT_EVERY == 0 and version > 0) or (
+                        size >= CHECKPOINT_ENTRIES):
+                    new = self._checkpoint(new)
+                    self._state = new
+                return new
+            logger.debug("%s: version %d was committed concurrently; retrying", self.prefix, version)
+        raise StoreError(f"{self.prefix}: could not commit after 1000 concurrent attempts")
+
+    def _checkpoint(self, state: CatalogState) -> CatalogState:
+        data = state.to_checkpoint()
+        doc = group_bytes({_CHECKPOINT_ATTR: data})
+        self.keys.put_new(f"{self.prefix}/c{state.version:010d}/zarr.json", doc)
+        # Trim behind the *previous* checkpoint, not this one: a committer that read an older state
+        # must still find its version taken (see commit), and a reader that listed before the trim
+        # and misses a record lists again and starts from a checkpoint.
+        versions, checkpoints = self._listing()
+        older = [c for c in checkpoints if c < state.version]
+        if older:
+            horizon = older[-1]
+            self.keys.delete_trees([f"{self.prefix}/v{v:010d}" for v in versions if v <= horizon]
+                                   + [f"{self.prefix}/c{c:010d}" for c in older if c < horizon])
+        return CatalogState.from_checkpoint(data)  # columnar again: cheap to query and copy
+
+    def add(self, fragments: Sequence[FragmentInfo] = (), *,
+            failures: Mapping[str, Mapping[str, Any]] | None = None, resolved: Iterable[str] = (),
+            remove: Iterable[str] = (), op: str = "write") -> CatalogState:
+        """Commit fragments' entries, failure records and removals in one record."""
+        record: dict[str, Any] = {"op": op}
+        if fragments:
+            record["fragments"] = {f.fragment_id: f.n_rows for f in fragments}
+            record["entries"] = [row for f in fragments for row in entry_rows(f)]
+        if failures:
+            record["failures"] = {k: dict(v) for k, v in failures.items()}
+        resolved = list(resolved)
+        if resolved:
+            record["resolved"] = resolved
+        removed = list(remove)
+        if removed:
+            record["remove"] = removed
+        return self.commit(record)
+
+
+# Numeric columns travel as base64 of little-endian arrays inside the JSON: Python's json parses a
+# float in about a microsecond, which alone would make reading a 20k-entry catalog take tens of ms.
+def _pack(arr: npt.NDArray[Any], dtype: str) -> dict[str, str]:
+    raw = np.ascontiguousarray(arr, dtype=dtype).tobytes()
+    return {"dtype": dtype, "b64": base64.b64encode(raw).decode()}
+
+
+def _unpack(data: Mapping[str, str]) -> npt.NDArray[Any]:
+    return np.frombuffer(base64.b64decode(data["b64"]), dtype=data["dtype"])
+
+
+def _pack_optional(values: Sequence[Any]) -> dict[str, Any]:
+    """Numbers that may be None (ints stay ints): as packed values + a packed 'present' mask."""
+    present = np.array([v is not None for v in values], dtype=bool)
+    is_int = all(isinstance(v, int) and not isinstance(v, bool) for v in values if v is not None)
+    filled = np.array([v if v is not None else 0 for v in values], dtype=np.int64 if is_int else np.float64)
+    return {"values": _pack(filled, "<i8" if is_int else "<f8"), "present": _pack(present, "|b1")}
+
+
+def _unpack_optional(data: Mapping[str, Any]) -> list[Any]:
+    values: list[Any] = _unpack(data["values"]).tolist()
+    present = _unpack(data["present"])
+    if not present.all():
+        for i in np.flatnonzero(~present).tolist():
+            values[i] = None
+    return values
+
+
+_FAILURE_KEYS = ("error", "message", "time")
+
+
+def _pack_failures(failures: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Failure records as columns (json handles lists of strings much faster than 10^4 small dicts)."""
+    plain = {v: r for v, r in failures.items() if set(r) == set(_FAILURE_KEYS)}
+    ids = sorted(plain)
+    other = {v: dict(r) for v, r in failures.items() if v not in plain}
+    out: dict[str, Any] = {"video_id": ids, "other": other}
+    for key in _FAILURE_KEYS:
+        out[key] = [plain[v][key] for v in ids]
+    return out
+
+
+def _unpack_failures(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    columns = [data[k] for k in _FAILURE_KEYS]
+    out = {vid: dict(zip(_FAILURE_KEYS, values, strict=True))
+           for vid, *values in zip(data["video_id"], *columns, strict=True)}
+    out.update({k: dict(v) for k, v in (data.get("other") or {}).items()})
+    return out
