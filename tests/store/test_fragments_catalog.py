@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 import tests.helpers  # noqa: F401  (registers the test-only extractors)
 from affectcache.cli.main import app
 from affectcache.extractors import FeatureArray, MediaItem
-from affectcache.store.format import catalog as catalog_module
 from affectcache.store.errors import OldLayoutError
+from affectcache.store.format import catalog as catalog_module
 from affectcache.store.format.catalog import Catalog, CatalogState
 from affectcache.store.format.compaction import CompactionPolicy, compact
 from affectcache.store.format.fragments import FRAGMENTS_GROUP
