@@ -36,8 +36,9 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="Build and inspect affectcache feature stores.")
+# Click's plain help (rich_markup_mode=None): rich tables cut long option names at 80 columns.
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, add_completion=False,
+                  pretty_exceptions_enable=False, help="Build and inspect affectcache feature stores.")
 logger = logging.getLogger("affectcache.cli")
 _state: dict[str, Any] = {"debug": False, "quiet": False, "native_filter": False, "store": None}
 
@@ -92,8 +93,9 @@ def _version(value: bool) -> None:
         raise typer.Exit(EXIT_OK)
 
 
-@app.callback(epilog="Example: affectcache manifest folder --root videos/ --out m.jsonl && "
-                     "affectcache extract mfcc face -m m.jsonl -s features.zarr")
+@app.callback(epilog="\b\nExample (a folder of videos to a store):\n"
+                     "  affectcache manifest folder --root videos/ --out m.jsonl\n"
+                     "  affectcache extract mfcc face -m m.jsonl -s features.zarr")
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Tracebacks, debug logs and native library logs.")
                      ] = False,

@@ -49,7 +49,10 @@ def manifest(
 ) -> None:
     """Validate a corpus and write its manifest (plus label tracks and transcripts with --store).
 
-    Example: affectcache manifest folder --root videos/ --glob '*.mp4' --out manifest.jsonl
+    Example:
+
+    \b
+    affectcache manifest folder --root videos/ --glob '*.mp4' --out manifest.jsonl
     """
     from affectcache.store.corpora.base import read_corpus, write_corpus
 

@@ -20,7 +20,13 @@ def demo(
         "demo_out"),
     workers: WorkersOpt = None,
 ) -> None:
-    """Generate the synthetic demo corpus (once), build every modality, run LaScA and train on it."""
+    """Generate the synthetic demo corpus (once), build every modality, run LaScA and train on it.
+
+    Example:
+
+    \b
+    affectcache demo --out demo_out
+    """
     from affectcache.store.pipelines.demo import lasca_step, run_demo_chain
     from affectcache.store.status import store_status
     from affectcache.trainers.demo_steps import demo_training_steps

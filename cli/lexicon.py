@@ -17,7 +17,8 @@ from affectcache.extractors.lasca.lexicon import (
     load_lexicon,
 )
 
-lexicon_app = typer.Typer(no_args_is_help=True, help="Feature -> affect label lexicons (LaScA).")
+lexicon_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                  help="Feature -> affect label lexicons (LaScA).")
 app.add_typer(lexicon_app, name="lexicon")
 
 

@@ -26,7 +26,8 @@ from affectcache.extractors.common.hub import (
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-models_app = typer.Typer(no_args_is_help=True, help="Hub models the extractors load: list, fetch, verify.")
+models_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                  help="Hub models the extractors load: list, fetch, verify.")
 app.add_typer(models_app, name="models")
 
 NamesArg = Annotated[list[str] | None, typer.Argument(
@@ -84,7 +85,10 @@ def fetch(names: NamesArg = None, store: StoreFromOpt = None, config: ConfigOpt 
           ) -> None:
     """Download the models the named configs need into the cache (skips those already there).
 
-    Example: affectcache models fetch clip-face wavlm --set wavlm.revision=COMMIT
+    Example:
+
+    \b
+    affectcache models fetch clip-face wavlm --set wavlm.revision=COMMIT
     """
     if not names and store is None:
         raise ConfigError("name the extractors to fetch models for (e.g. `affectcache models fetch clip-face "

@@ -26,7 +26,13 @@ def status(
         "--by-split", help="Also show coverage per corpus and split (needs --manifest).")] = False,
     show_all: Annotated[bool, typer.Option("--all", help="List every failed/stale entry.")] = False,
 ) -> None:
-    """Per modality: complete / incomplete / missing / failed counts, fingerprint, stale entries."""
+    """Per modality: complete / incomplete / missing / failed counts, fingerprint, stale entries.
+
+    Example:
+
+    \b
+    affectcache status -s features.zarr -m manifest.jsonl --by-split
+    """
     from affectcache.store.manifest import load_manifest
     from affectcache.store.status import store_status
     from affectcache.store.zarr_store import FeatureStore

@@ -8,7 +8,8 @@ import typer
 
 from affectcache.cli._app import StoreOpt, app, cli_errors
 
-store_app = typer.Typer(no_args_is_help=True, help="Maintain a store: compact fragments, upgrade old stores.")
+store_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                        help="Maintain a store: compact fragments, upgrade old stores.")
 app.add_typer(store_app, name="store")
 
 

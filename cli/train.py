@@ -9,8 +9,11 @@ from typing import Annotated
 import typer
 
 from affectcache.cli._app import ManifestOpt, StoreOpt, app, cli_errors
+from affectcache.cli.results import echo_results, preference_rows, results_table, va_rows
+from affectcache.store.errors import StoreError
 
-train_app = typer.Typer(no_args_is_help=True, help="Train models on stored features.")
+train_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                  help="Train models on stored features.")
 app.add_typer(train_app, name="train")
 
 RunOpt = Annotated[Path, typer.Option("--out", "-o", help="Run folder (results, models, run.json).")]
@@ -35,7 +38,14 @@ def preference(
     batch_size: Annotated[int | None, typer.Option(help="Pairs per Adam step (default min(200, n)).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a run trained on other inputs.")] = False,
 ) -> None:
-    """Pairwise preference MLP on window-feature differences; accuracy per fold, Wilcoxon between variants."""
+    """Pairwise preference MLP on window-feature differences; accuracy per fold, Wilcoxon between variants.
+
+    Example:
+
+    \b
+    affectcache train preference -s features.zarr -m manifest.jsonl \\
+        --label arousal --threshold 0.1
+    """
     from affectcache.extractors.core.errors import ConfigError
     from affectcache.store.manifest import load_manifest
     from affectcache.store.zarr_store import FeatureStore
@@ -54,7 +64,7 @@ def preference(
                               batch_size=batch_size)
     run = train_preference(fs, load_manifest(manifest), out, config=config, labels=label or ["arousal"],
                            thresholds=threshold or [0.2], overwrite=overwrite)
-    typer.echo((run.run_dir / "results.md").read_text(encoding="utf-8"))
+    typer.echo(results_table(preference_rows(run.rows)))
     for exp in run.record["experiments"]:
         for comp in exp["comparisons"]:
             cfg = exp["config"]
@@ -67,14 +77,30 @@ def preference(
 @app.command("evaluate")
 @cli_errors
 def evaluate(
-    run: Annotated[Path, typer.Option("--run", help="Run folder of `train preference`.")],
+    run: Annotated[Path, typer.Option("--run", help="Run folder (from `affectcache train`).")],
     store: StoreOpt, manifest: ManifestOpt,
     split: Annotated[str, typer.Option(help="Split to evaluate on.")] = "test",
 ) -> None:
-    """Accuracy of a run's saved models on a split; refused if the store's inputs changed since training."""
+    """Scores of a run (preference or VA) on a split; refused if the store's inputs changed since training.
+
+    Example:
+
+    \b
+    affectcache evaluate --run runs/ras-face -s features.zarr -m manifest.jsonl \\
+        --split test
+    """
     from affectcache.store.manifest import load_manifest
     from affectcache.store.zarr_store import FeatureStore
-    from affectcache.trainers.runs import evaluate_run
+    from affectcache.trainers.runs import RUN_FORMAT, evaluate_run
+    from affectcache.trainers.va import evaluate_va
 
-    rows = evaluate_run(run, FeatureStore(store, read_only=True), load_manifest(manifest), split=split)
-    typer.echo(json.dumps(rows, indent=2))
+    fs, items = FeatureStore(store, read_only=True), load_manifest(manifest)
+    try:
+        run_format = json.loads((run / "run.json").read_text(encoding="utf-8")).get("format")
+    except FileNotFoundError:
+        raise StoreError(f"{run} is not a run folder (no run.json); train one with `affectcache train`"
+                         ) from None
+    if run_format == RUN_FORMAT:
+        echo_results(preference_rows(evaluate_run(run, fs, items, split=split), split=split), run)
+    else:
+        echo_results(va_rows({split: evaluate_va(run, fs, items, split=split)}), run)

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from affectcache.cli._app import ConfigOpt, ManifestOpt, SetOpt, StoreOpt, app, cli_errors
+from affectcache.cli.results import echo_results, va_rows
 from affectcache.cli.train import train_app
 
 VA_MODELS: tuple[str, ...] = ("ras-face", "ras-behaviour", "ras-audio", "dcmmoe", "dcmmoe-released", "raav")
@@ -47,11 +48,7 @@ def _train(name: str, store: str, manifest: Path, out: Path | None, preset: str 
                    out or Path("runs") / name, config=_config(name, preset, config, set_),
                    overwrite=overwrite,
                    progress=sys.stderr.isatty())
-    for split, scores in run.record["results"].items():
-        parts = [f"{k[4:]} {v['value']:.3f} [{v['low']:.3f}, {v['high']:.3f}]"
-                 for k, v in scores.items() if k.startswith("ccc_")]
-        typer.echo(f"{split}: CCC " + ", ".join(parts) + f"; va_score {scores['va_score']:.3f}")
-    typer.echo(f"run: {run.run_dir}")
+    echo_results(va_rows(run.record["results"]), run.run_dir)
 
 
 def _make_train_command(name: str) -> None:
@@ -67,7 +64,8 @@ def _make_train_command(name: str) -> None:
         _train(name, store, manifest, out, preset, config, set_, overwrite)
 
     command.__doc__ = (f"Train {name} on the store's inputs and labels (train/val splits of the manifest); "
-                       "running it again resumes.")
+                       f"running it again resumes.\n\nExample:\n\n\b\naffectcache train {name} "
+                       "-s features.zarr -m m.jsonl --preset demo")
 
 
 for _name in VA_MODELS:
@@ -78,7 +76,13 @@ for _name in VA_MODELS:
 @cli_errors
 def show_config(name: Annotated[str, typer.Argument(help="Registered model name.")], preset: PresetOpt = None,
                 ) -> None:
-    """Print a model's config (authors' defaults, or a preset) as YAML, every field documented."""
+    """Print a model's config (authors' defaults, or a preset) as YAML, every field documented.
+
+    Example:
+
+    \b
+    affectcache train show-config ras-face --preset demo
+    """
     from affectcache.trainers.models import describe_config
 
     typer.echo(describe_config(_config(name, preset, None, None)))
@@ -96,7 +100,14 @@ def predict(
     clamp: Annotated[bool, typer.Option(help="Clamp predictions to [-1, 1].")] = True,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Write a run's per-frame predictions and embeddings into the store (identity: the run)."""
+    """Write a run's per-frame predictions and embeddings into the store (identity: the run).
+
+    Example:
+
+    \b
+    affectcache predict runs/ras-face -s features.zarr -m manifest.jsonl \\
+        --split test
+    """
     from affectcache.store.manifest import load_manifest
     from affectcache.store.zarr_store import FeatureStore
     from affectcache.trainers.predict import RAS_SMOOTHING, predict_to_store
@@ -107,7 +118,8 @@ def predict(
     typer.echo(f"{report.modality}: {len(report.videos)} videos, {len(report.columns)} columns")
 
 
-submit_app = typer.Typer(no_args_is_help=True, help="Write challenge submission files.")
+submit_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                  help="Write challenge submission files.")
 app.add_typer(submit_app, name="submit")
 
 
@@ -119,7 +131,14 @@ def submit_abaw(
     template: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Organisers' test-set file.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Submission file to write.")],
 ) -> None:
-    """The ABAW VA submission: every template frame looked up, values clamped to [-1, 1]."""
+    """The ABAW VA submission: every template frame looked up, values clamped to [-1, 1].
+
+    Example:
+
+    \b
+    affectcache submit abaw pred-ras-face -s features.zarr --template test.txt \\
+        -o submission.txt
+    """
     from affectcache.store.zarr_store import FeatureStore
     from affectcache.trainers.submission import write_abaw_submission
 

@@ -22,6 +22,8 @@ Trainers that index packed arrays instead of copying them use :func:`nearest_row
 takes). Segment/window rows (``start_s``/``end_s``) go onto a clock with :func:`interval_mean`: every
 target inside a segment's ``[start_s, end_s)`` gets the mean of all valid segments covering it (Team RAS's
 interval assignment with overlap averaging); targets no segment covers get no value.
+:func:`align_feature_array` does either for a stored entry: frame entries by their times, segment entries
+by ``method="overlap"`` (:func:`interval_mean`) or by any method above at the window centres.
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     from affectcache.extractors.core.records import FeatureArray
 
-__all__ = ["ALIGN_METHODS", "AlignMethod", "align_feature_array", "align_track", "interval_mean",
-           "nearest_rows"]
+__all__ = ["ALIGN_METHODS", "AlignMethod", "SegmentMethod", "align_feature_array", "align_track",
+           "interval_mean", "nearest_rows"]
 
 AlignMethod: TypeAlias = Literal["nearest", "nearest-valid", "linear", "window-mean"]
+SegmentMethod: TypeAlias = Literal["overlap"]
+"""Segment entries only: :func:`interval_mean` over the segments containing each target."""
 EDGE_TOLERANCE_S = 1e-9
 """Slack on ``window-mean`` window edges, far below any media clock's resolution."""
 ALIGN_METHODS: tuple[str, ...] = get_args(AlignMethod)
@@ -116,15 +120,21 @@ def align_track(
     return out.reshape((targets.shape[0], *vals.shape[1:])), mask
 
 
-def align_feature_array(feats: FeatureArray, target_time_s: npt.ArrayLike, *, method: AlignMethod,
-                        window_s: float | None = None, max_distance_s: float | None = None,
+def align_feature_array(feats: FeatureArray, target_time_s: npt.ArrayLike, *,
+                        method: AlignMethod | SegmentMethod, window_s: float | None = None,
+                        max_distance_s: float | None = None,
                         ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
-    """:func:`align_track` on a stored frame-level entry (e.g. ``FeatureStore.read("labels/valence", id)``).
+    """A stored entry (e.g. ``FeatureStore.read("labels/valence", id)``) onto target times.
+
+    Frame entries go through :func:`align_track` on their ``time_s``. Segment and clip entries (windows
+    with ``start_s``/``end_s``) take either ``method="overlap"``, :func:`interval_mean` (each target gets
+    the mean of the valid segments containing it), or any :func:`align_track` method applied at the window
+    **centres** (e.g. ``"nearest"`` for the window whose centre is closest, ``"linear"`` between centres).
 
     Args:
-        feats: A ``kind="frame"`` entry (its ``time_s``, ``values`` and ``mask`` are used).
+        feats: A numeric entry (its times, ``values`` and ``mask`` are used).
         target_time_s: Times to produce values at.
-        method: See :func:`align_track`.
+        method: An :func:`align_track` method, or ``"overlap"`` (segments only).
         window_s: See :func:`align_track`.
         max_distance_s: See :func:`align_track`.
 
@@ -132,11 +142,30 @@ def align_feature_array(feats: FeatureArray, target_time_s: npt.ArrayLike, *, me
         ``(aligned, mask)`` as :func:`align_track`.
 
     Raises:
-        ValueError: ``feats`` is not frame-level, or as :func:`align_track`.
+        ValueError: ``feats`` holds text, ``overlap`` on a frame entry, or as :func:`align_track`.
     """
-    if feats.kind != "frame" or feats.time_s is None:
-        raise ValueError(f"{feats.video_id}: only frame-level entries carry row times; got {feats.kind!r}")
-    return align_track(feats.time_s, feats.values, feats.mask, target_time_s, method=method,
+    if feats.kind == "text":
+        raise ValueError(f"{feats.video_id}: text rows have no numeric value to align; align their "
+                         "embedding (text-embedding) instead")
+    if feats.kind == "frame":
+        if method == "overlap":
+            raise ValueError(f"{feats.video_id}: method 'overlap' is for segment entries; frame entries take "
+                             f"one of {ALIGN_METHODS}")
+        assert feats.time_s is not None  # a frame entry always carries times (FeatureArray checks it)
+        return align_track(feats.time_s, feats.values, feats.mask, target_time_s, method=method,
+                           window_s=window_s, max_distance_s=max_distance_s)
+    # Segment/clip rows always carry both (FeatureArray checks it).
+    assert feats.start_s is not None
+    assert feats.end_s is not None
+    if method == "overlap":
+        if window_s is not None or max_distance_s is not None:
+            raise ValueError("method 'overlap' takes neither window_s nor max_distance_s")
+        return interval_mean(feats.start_s, feats.end_s, feats.values, feats.mask, target_time_s)
+    centres = 0.5 * (feats.start_s + feats.end_s)
+    # Sorted starts do not sort centres when windows differ in length: order the rows by centre.
+    order = np.argsort(centres, kind="stable")
+    mask = None if feats.mask is None else feats.mask[order]
+    return align_track(centres[order], feats.values[order], mask, target_time_s, method=method,
                        window_s=window_s, max_distance_s=max_distance_s)
 
 

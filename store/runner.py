@@ -25,6 +25,7 @@ import importlib
 import json
 import logging
 import math
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -35,7 +36,7 @@ from affectcache.extractors.core.config import ExtractorConfig
 from affectcache.extractors.core.errors import BadMediaError, ConfigError, MissingStreamError
 from affectcache.extractors.core.provenance import utc_now
 from affectcache.extractors.core.records import MediaItem
-from affectcache.extractors.core.registry import get_extractor_cls
+from affectcache.extractors.core.registry import did_you_mean, get_extractor_cls
 from affectcache.extractors.core.verbosity import apply_verbosity
 from affectcache.extractors.media.decode_memo import (
     DEFAULT_BUDGET_MB,
@@ -59,7 +60,7 @@ from affectcache.store.format.fragments import FragmentInfo
 from affectcache.store.ids import validate_video_id
 from affectcache.store.lock import ModalityLock
 from affectcache.store.stopping import signals_deferred
-from affectcache.store.zarr_store import FeatureStore, source_changed
+from affectcache.store.zarr_store import FeatureStore, identity_differences, source_changed
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
 
     from affectcache.extractors.core.base import Upstream
     from affectcache.extractors.core.records import FeatureArray
+    from affectcache.store.format.catalog import CatalogState
     from affectcache.store.manifest import Manifest
 
 logger = logging.getLogger(__name__)
@@ -140,6 +142,8 @@ class BuildReport:
     """Ids not tried again: their recorded failure is still current (same media); see ``retry_failed``."""
     seconds: float = 0.0
     """Wall time of the run (of the whole call when several modalities were built together)."""
+    refused: str = ""
+    """Dry run only: why the modality would be refused (nothing of it would be built)."""
 
     @property
     def ok(self) -> bool:
@@ -204,6 +208,7 @@ def build_many(
     modality_threads: int | None = None,
     compaction: CompactionPolicy | None = DEFAULT_COMPACTION,
     retry_failed: bool = False,
+    dry_run: bool = False,
 ) -> list[BuildReport]:
     """Build several modalities together: one task per chunk of videos runs every modality in turn.
 
@@ -236,6 +241,9 @@ def build_many(
         compaction: When to compact a built modality's fragments at the end; None = never.
         retry_failed: Try again items whose recorded failure is still current (same media file); by
             default they are left alone and counted in ``remain_failed``.
+        dry_run: Only plan: the reports list what would be built (``planned`` ids in ``written``),
+            skipped as complete, left as failed-and-unchanged, not applicable upstream, or refused
+            (``refused``); nothing is written, locked or run (an absent store plans on an empty one).
 
     Returns:
         One report per modality, in the order given.
@@ -247,13 +255,18 @@ def build_many(
     started = time.perf_counter()
     if len(set(modalities)) != len(modalities):
         raise StoreError(f"a modality is named twice in {list(modalities)}")
-    fs = store if isinstance(store, FeatureStore) else FeatureStore(store)
     extractors = {name: make_extractor(name, (configs or {}).get(name)) for name in modalities}
     order = dependency_order(extractors)
     todo_items = _select(list(items), only)
     if executor is None:  # local workers share this machine's devices and hub cache: check them first
         preflight(extractors.values())
     redo_ids = {validate_video_id(v) for v in redo}
+    if dry_run:
+        with _store_to_plan_on(store) as planning:
+            plans = _dry_run(planning, extractors, order, todo_items, redo_ids, overwrite=overwrite,
+                             retry_failed=retry_failed)
+        return [plans[name] for name in modalities]
+    fs = store if isinstance(store, FeatureStore) else FeatureStore(store)
     with contextlib.ExitStack() as locks:
         for name in order:
             locks.enter_context(ModalityLock(fs, name))
@@ -266,19 +279,8 @@ def build_many(
             else:
                 _init_modality(fs, name, provenance)
             report = BuildReport(modality=name, store=fs.url, fingerprint=provenance["config_fingerprint"])
-            state = fs.catalog(name)  # planning reads the catalog, never per-entry metadata
-            changed = state.changed_sources({it.video_id: it.source_info() for it in todo_items
-                                             if it.video_id in state})
-            failures = {} if retry_failed else state.failures
-            plan: list[MediaItem] = []
-            for item in todo_items:
-                vid = item.video_id
-                if vid not in redo_ids and vid in state and vid not in changed:
-                    report.skipped.append(vid)
-                elif vid not in redo_ids and _failure_current(failures.get(vid), item):
-                    report.remain_failed.append(vid)
-                else:
-                    plan.append(item)
+            # Planning reads the catalog, never per-entry metadata.
+            plan = _plan_items(report, todo_items, fs.catalog(name), redo_ids, retry_failed=retry_failed)
             jobs[name] = _Job(extractor=extractor, report=report, plan=plan)
         for job in jobs.values():
             _check_upstream(fs, job, jobs)
@@ -302,6 +304,69 @@ def build_many(
         job.report.seconds = seconds
         logger.info(job.report.summary())
     return [jobs[name].report for name in modalities]
+
+
+def _plan_items(report: BuildReport, items: Sequence[MediaItem], state: CatalogState | None,
+                redo_ids: set[str], *, retry_failed: bool) -> list[MediaItem]:
+    """The items to build (all of them for a new modality, ``state`` None); complete unchanged ones go to
+    ``report.skipped``, current failures to ``report.remain_failed``."""
+    if state is None:
+        return list(items)
+    changed = state.changed_sources({it.video_id: it.source_info() for it in items if it.video_id in state})
+    failures = {} if retry_failed else state.failures
+    plan: list[MediaItem] = []
+    for item in items:
+        vid = item.video_id
+        if vid not in redo_ids and vid in state and vid not in changed:
+            report.skipped.append(vid)
+        elif vid not in redo_ids and _failure_current(failures.get(vid), item):
+            report.remain_failed.append(vid)
+        else:
+            plan.append(item)
+    return plan
+
+
+@contextlib.contextmanager
+def _store_to_plan_on(store: FeatureStore | str | Path) -> Iterator[FeatureStore]:
+    """The store read-only; an empty throw-away one when it does not exist yet (nothing is created)."""
+    if isinstance(store, FeatureStore):
+        yield store
+        return
+    try:
+        yield FeatureStore(store, read_only=True)
+    except FeatureNotFoundError:
+        with tempfile.TemporaryDirectory(prefix="affectcache-plan-") as tmp:
+            yield FeatureStore(f"{tmp}/empty.zarr")
+
+
+def _dry_run(fs: FeatureStore, extractors: Mapping[str, Extractor[Any]], order: Sequence[str],
+             items: Sequence[MediaItem], redo_ids: set[str], *, overwrite: bool,
+             retry_failed: bool) -> dict[str, BuildReport]:
+    """What :func:`build_many` would do, decided as it decides, without writing anything."""
+    jobs: dict[str, _Job] = {}
+    fingerprints: dict[str, str] = {}
+    for name in order:
+        extractor = extractors[name]
+        provenance = extractor.provenance(_upstream_fingerprints(fs, extractor, planned=fingerprints))
+        report = BuildReport(modality=name, store=fs.url, fingerprint=provenance["config_fingerprint"])
+        fingerprints[name] = report.fingerprint
+        fresh = overwrite or not fs.has_modality(name)
+        if not fresh:
+            diffs = identity_differences(fs.provenance(name), json.loads(json.dumps(dict(provenance))))
+            # A modality with no complete entry is re-configured by a real run (nothing to lose).
+            if diffs and fs.videos(name):
+                report.refused = (f"built differently: {'; '.join(diffs)}; rebuild it (`affectcache rebuild "
+                                  f"{name} ...` or --overwrite)")
+            fresh = bool(diffs)
+        plan = [] if report.refused else _plan_items(report, items, None if fresh else fs.catalog(name),
+                                                     redo_ids, retry_failed=retry_failed)
+        jobs[name] = _Job(extractor=extractor, report=report, plan=plan)
+    for job in jobs.values():
+        _check_upstream(fs, job, jobs, record=False)
+    for job in jobs.values():
+        job.report.planned = len(job.plan)
+        job.report.written = [it.video_id for it in job.plan]
+    return {name: job.report for name, job in jobs.items()}
 
 
 def preflight(extractors: Iterable[Extractor[Any]]) -> None:
@@ -368,7 +433,9 @@ def _select(items: list[MediaItem], only: Sequence[str] | None) -> list[MediaIte
     wanted = {validate_video_id(v) for v in only}
     unknown = sorted(wanted - {it.video_id for it in items})
     if unknown:
-        raise StoreError(f"--only names ids that are not in the manifest: {unknown}")
+        known = [it.video_id for it in items]
+        raise StoreError("--only names ids that are not in the manifest: "
+                         + ", ".join(f"{v!r}{did_you_mean(v, known)}" for v in unknown))
     return [it for it in items if it.video_id in wanted]
 
 
@@ -380,9 +447,13 @@ def _failure_current(record: Mapping[str, Any] | None, item: MediaItem) -> bool:
     return not source_changed(record["source"], item.source_info())
 
 
-def _upstream_fingerprints(fs: FeatureStore, extractor: Extractor[Any]) -> dict[str, str]:
+def _upstream_fingerprints(fs: FeatureStore, extractor: Extractor[Any],
+                           planned: Mapping[str, str] | None = None) -> dict[str, str]:
     fingerprints = {}
     for name in extractor.upstream_modalities():
+        if planned and name in planned:  # a dry run: planned in the same call, not created
+            fingerprints[name] = planned[name]
+            continue
         if not fs.has_modality(name):
             raise FeatureNotFoundError(f"{extractor.name} needs modality {name!r}, which is not in "
                                        f"{fs.url}; build it first (`affectcache extract {name} ...`)")
@@ -390,13 +461,14 @@ def _upstream_fingerprints(fs: FeatureStore, extractor: Extractor[Any]) -> dict[
     return fingerprints
 
 
-def _check_upstream(fs: FeatureStore, job: _Job, jobs: Mapping[str, _Job]) -> None:
-    """Drop (and record) planned items whose upstream entry is neither complete nor built in this run."""
+def _check_upstream(fs: FeatureStore, job: _Job, jobs: Mapping[str, _Job], *, record: bool = True) -> None:
+    """Drop (and ``record``) planned items whose upstream entry is neither complete nor built in this run."""
     required = job.extractor.upstream_modalities()
     if not required:
         return
-    available = {name: set(fs.videos(name)) | (jobs[name].planned_ids if name in jobs else set())
-                 for name in required}
+    # (An upstream planned in a dry run is not in the store yet.)
+    available = {name: (set(fs.videos(name)) if fs.has_modality(name) else set())
+                 | (jobs[name].planned_ids if name in jobs else set()) for name in required}
     upstream_failures = {name: fs.failures(name) for name in required}
     ready, missing = [], []
     for item in job.plan:
@@ -421,7 +493,7 @@ def _check_upstream(fs: FeatureStore, job: _Job, jobs: Mapping[str, _Job]) -> No
     job.plan[:] = ready
     job.report.failed.extend(f for f in missing if not f.not_applicable)
     job.report.not_applicable.extend(f for f in missing if f.not_applicable)
-    if missing:
+    if missing and record:
         fs.record_failures(job.extractor.name, {f.video_id: f.record() for f in missing})
 
 

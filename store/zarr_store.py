@@ -43,8 +43,10 @@ import numpy as np
 import zarr
 from zarr.errors import ContainsGroupError
 
+from affectcache.extractors.core.errors import UnknownExtractorError
 from affectcache.extractors.core.provenance import library_versions, stable_hash, utc_now
 from affectcache.extractors.core.records import ROW_KEYS, FeatureArray, ModalityKind
+from affectcache.extractors.core.registry import did_you_mean, get_extractor_cls
 from affectcache.store.errors import (
     FeatureNotFoundError,
     OldLayoutError,
@@ -207,10 +209,17 @@ class FeatureStore:
         try:
             node = self._root[path]
         except KeyError:
-            raise FeatureNotFoundError(f"{path!r} is not in the store {self.url}") from None
+            raise FeatureNotFoundError(f"{path!r} is not in the store {self.url}"
+                                       f"{self._suggest(path)}") from None
         if not isinstance(node, zarr.Group):
             raise StoreError(f"{path!r} in {self.url} is an array, expected a group")
         return node
+
+    def _suggest(self, path: str) -> str:
+        """`` (did you mean ...?)`` for a mistyped modality or label track (an entry path gets none)."""
+        if path.count("/") > (1 if path.startswith(f"{LABELS_GROUP}/") else 0):
+            return ""
+        return did_you_mean(path, self.modalities() + [label_modality(t) for t in self.label_tracks()])
 
     def _writable(self) -> None:
         if self.read_only:
@@ -236,7 +245,7 @@ class FeatureStore:
         """The modality group's attributes, read fresh (FeatureNotFoundError when absent)."""
         raw = self._keys.get(f"{check_modality_name(name)}/zarr.json")
         if raw is None:
-            raise FeatureNotFoundError(f"{name!r} is not in the store {self.url}")
+            raise FeatureNotFoundError(f"{name!r} is not in the store {self.url}{self._suggest(name)}")
         try:
             attrs: dict[str, Any] = json.loads(raw).get("attributes") or {}
         except ValueError as exc:
@@ -317,7 +326,7 @@ class FeatureStore:
             return
         self._head(name)  # refuses an old layout before comparing identities
         old = self.provenance(name)
-        diffs = _identity_differences(old, prov)
+        diffs = identity_differences(old, prov)
         if diffs:
             raise ProvenanceMismatchError(
                 f"modality {name!r} in {self.url} was built differently: {'; '.join(diffs)}. "
@@ -343,7 +352,7 @@ class FeatureStore:
             return
         attrs = self.modality_attrs(name)
         pending = attrs.get(REBUILD_ATTR)
-        if (isinstance(pending, dict) and not _identity_differences(pending.get("provenance") or {}, prov)
+        if (isinstance(pending, dict) and not identity_differences(pending.get("provenance") or {}, prov)
                 and self._keys.get(f"{name}/{LOG_GROUP}/{pending.get('generation')}/zarr.json")):
             generation = str(pending["generation"])
             logger.info("%s: resuming the pending rebuild (generation %s)", name, generation)
@@ -624,7 +633,10 @@ class FeatureStore:
         One dask task per fragment (the graph grows with fragments, not entries). Rows are in storage
         order; the ``video_id`` dimension lists the entries in that order with their ``row_start`` and
         ``n_rows``, and the per-row ``entry`` coordinate indexes it. Provenance is in
-        ``ds.attrs["affectcache"]``. Text values are loaded eagerly (strings do not chunk usefully).
+        ``ds.attrs["affectcache"]``, each entry's extractor attrs in ``ds.attrs["entry_attrs"][video_id]``;
+        the ``feature`` axis is labelled where the extractor names its columns
+        (:meth:`~affectcache.extractors.core.base.Extractor.feature_names`). Text values are loaded
+        eagerly (strings do not chunk usefully).
         """
         import dask.array as da
         import xarray as xr
@@ -667,9 +679,17 @@ class FeatureStore:
             data_vars[key] = (dims, stacked)
         data_vars["row_start"] = ("video_id", starts)
         data_vars["n_rows"] = ("video_id", counts)
-        coords = {"video_id": ("video_id", np.array(order)),
-                  "entry": ("row", np.repeat(np.arange(len(order), dtype=np.int32), counts))}
-        return xr.Dataset(data_vars, coords=coords, attrs={"affectcache": self.provenance(name)})
+        coords: dict[str, Any] = {"video_id": ("video_id", np.array(order)),
+                                  "entry": ("row", np.repeat(np.arange(len(order), dtype=np.int32), counts))}
+        provenance = self.provenance(name)
+        features = _feature_names(provenance)
+        values = data_vars["values"][1]
+        if features is not None and values.ndim == 2 and values.shape[1] == len(features):
+            coords["feature"] = ("feature", np.array(features))
+        # Per-entry extractor attrs (fps sampled, warnings, layouts), by video id.
+        entry_attrs = {vid: dict(a) for vid, a in zip(order, state.attrs_of(order), strict=True) if a}
+        return xr.Dataset(data_vars, coords=coords,
+                          attrs={"affectcache": provenance, "entry_attrs": entry_attrs})
 
     def _fragment_block(self, name: str, vids: np.ndarray) -> dict[str, np.ndarray]:
         packed = self.load(name, vids.tolist())
@@ -708,7 +728,16 @@ def new_generation() -> str:
     return new_fragment_id("g")
 
 
-def _identity_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+def _feature_names(provenance: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The column names the modality's extractor gives for its stored config (None: unnamed)."""
+    try:
+        cls = get_extractor_cls(str(provenance.get("extractor")))
+    except UnknownExtractorError:
+        return None  # written by something other than a registered extractor (predictions, labels)
+    return cls(cls.config_type.from_dict(provenance["config"])).feature_names()
+
+
+def identity_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """Human-readable differences in identity fields between two provenance records."""
     diffs: list[str] = []
     for key in IDENTITY_KEYS:

@@ -25,6 +25,7 @@ import numpy.typing as npt
 
 from affectcache.extractors.core.config import Config
 from affectcache.store.errors import FeatureNotFoundError, StoreError
+from affectcache.store.usable import usable_ids
 from affectcache.store.zarr_store import label_modality
 from affectcache.trainers.pairs import preference_pairs, window_labels
 
@@ -130,7 +131,7 @@ def load_pairs(fs: FeatureStore, manifest: Manifest, config: PreferenceConfig,
     """Build the pairs of the manifest's items (or ``video_ids``) from the store.
 
     Raises:
-        FeatureNotFoundError: A needed modality or label entry is missing.
+        FeatureNotFoundError: A needed modality or label entry is missing (and not recorded as failed).
     """
     track = label_modality(config.label)
     needed = [FEATURES_MODALITY, TEXT_MODALITY, track]
@@ -139,7 +140,9 @@ def load_pairs(fs: FeatureStore, manifest: Manifest, config: PreferenceConfig,
             raise FeatureNotFoundError(f"{name!r} is not in {fs.url}; build the LaScA chain first "
                                        "(`affectcache lasca build ...`)" if name != track else
                                        f"label track {config.label!r} is not in {fs.url}")
-    ids = manifest.ids() if video_ids is None else video_ids
+    # Items that failed or do not apply upstream are left out with one warning (given ids are used as is).
+    ids = (video_ids if video_ids is not None
+           else usable_ids(fs, needed, manifest.ids(), step="preference pairs"))
     inputs: dict[str, list[np.ndarray]] = {v: [] for v in config.variants}
     labels, videos, groups = [], [], []
     per_video: dict[str, int] = {}

@@ -37,6 +37,7 @@ from affectcache.extractors.core.atomic import (
 from affectcache.extractors.core.provenance import library_versions, utc_now
 from affectcache.store.errors import StoreError
 from affectcache.store.manifest import manifest_digest
+from affectcache.store.usable import usable_ids
 from affectcache.store.zarr_store import label_modality
 from affectcache.trainers.preference import (
     FEATURES_MODALITY,
@@ -112,7 +113,9 @@ def train_preference(fs: FeatureStore, manifest: Manifest, out_dir: str | Path, 
     run_dir = Path(out_dir)
     labels = list(labels or [config.label])
     thresholds = list(thresholds or [config.threshold])
-    videos = manifest.ids()
+    # Items that failed or do not apply upstream (bad media, no audio) are left out with one warning.
+    videos = usable_ids(fs, [FEATURES_MODALITY, TEXT_MODALITY, *map(label_modality, labels)], manifest.ids(),
+                        step="train preference")
     inputs = input_provenance(fs, labels, videos)
     previous = run_dir / "run.json"
     if previous.exists() and not overwrite:
@@ -126,7 +129,7 @@ def train_preference(fs: FeatureStore, manifest: Manifest, out_dir: str | Path, 
     train_ids = [it.video_id for it in manifest if it.split == "train"]
     for label, threshold in ((lab, thr) for lab in labels for thr in thresholds):
         cfg = dataclasses.replace(config, label=label, threshold=threshold)
-        pairs = load_pairs(fs, manifest, cfg)
+        pairs = load_pairs(fs, manifest, cfg, video_ids=videos)
         results = run_protocol(pairs, manifest, cfg)
         comparisons = compare_variants(results)
         models = {}
@@ -206,6 +209,8 @@ def evaluate_run(run_dir: str | Path, fs: FeatureStore, manifest: Manifest, *,
     ids = [it.video_id for it in manifest if it.split == split]
     if not ids:
         raise StoreError(f"the manifest has no {split!r} items to evaluate on")
+    needed = [FEATURES_MODALITY, TEXT_MODALITY, *map(label_modality, record["labels"])]
+    ids = usable_ids(fs, needed, ids, step=f"evaluate ({split} split)")
     out = []
     for exp in record["experiments"]:
         cfg = PreferenceConfig.from_dict(exp["config"])

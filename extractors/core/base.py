@@ -90,6 +90,11 @@ class Extractor(ABC, Generic[C]):
     def _load(self) -> Any:
         """Heavy imports and weight loading live here, and only here."""
 
+    def feature_names(self) -> tuple[str, ...] | None:
+        """Names of the value columns (the ``feature`` axis of ``FeatureStore.open_dataset``) where this
+        config fixes them; None when the columns are unnamed (embeddings) or only known per item."""
+        return None
+
     def model_info(self) -> dict[str, Any]:
         """Identity of the weights: ``{"id", "revision", "sha256"}``; None where not applicable.
 

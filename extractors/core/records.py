@@ -67,7 +67,7 @@ class MediaItem:
         return info
 
 
-@dataclass(frozen=True, kw_only=True, eq=False)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class FeatureArray:
     """One item's features. Rows are frames (``kind="frame"``) or segments/windows (other kinds).
 
@@ -144,6 +144,17 @@ class FeatureArray:
     def n_rows(self) -> int:
         """Number of rows."""
         return int(self.values.shape[0])
+
+    def __repr__(self) -> str:
+        # A summary, not the arrays: entries hold thousands of rows.
+        first = self.time_s if self.time_s is not None else self.start_s
+        last = self.time_s if self.time_s is not None else self.end_s
+        span = (f"{float(first.min()):.3f}..{float(last.max()):.3f} s"
+                if first is not None and last is not None and self.n_rows else "no rows")
+        masked = 0 if self.mask is None else int((~self.mask).sum())
+        return (f"FeatureArray({self.video_id!r}, kind={self.kind!r}, n_rows={self.n_rows}, "
+                f"values={tuple(self.values.shape)} {self.values.dtype}, {span}, masked={masked}, "
+                f"attrs={sorted(self.attrs)})")
 
     def row_arrays(self) -> dict[str, npt.NDArray[Any]]:
         """The per-row arrays present (``values``, times, ``mask``), keyed by their store names."""

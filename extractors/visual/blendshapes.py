@@ -150,6 +150,10 @@ class BlendshapesExtractor(Extractor[BlendshapesConfig]):
     libraries = ("mediapipe",)
     summary = "MediaPipe FaceLandmarker: 52 blendshape scores per sampled frame (LaScA facial features)"
 
+    def feature_names(self) -> tuple[str, ...]:
+        """MediaPipe's blendshape categories, in column order."""
+        return BLENDSHAPE_NAMES
+
     def __init__(self, config: BlendshapesConfig | None = None, *,
                  engine: BlendshapeEngine | None = None) -> None:
         super().__init__(config)

@@ -133,6 +133,14 @@ class FaceLayout:
                 "landmark_offset": self.landmark_offset(0) if self.landmarks else None,
                 "landmark_points": N_LANDMARKS if self.landmarks else 0}
 
+    def column_names(self) -> tuple[str, ...]:
+        """``n_faces``, then ``face0_x`` ... ``face0_valid`` per slot, then ``face0_lm0_x``, ... with mesh."""
+        names = ["n_faces"] + [f"face{k}_{f}" for k in range(self.slots) for f in SLOT_FIELDS]
+        if self.landmarks:
+            names += [f"face{k}_lm{p}_{axis}" for k in range(self.slots) for p in range(N_LANDMARKS)
+                      for axis in "xy"]
+        return tuple(names)
+
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> FaceLayout:
         """The layout recorded in a ``face`` entry's attrs."""
@@ -348,6 +356,10 @@ class FaceExtractor(Extractor[FaceConfig]):
     config_type = FaceConfig
     libraries = ("mediapipe",)
     summary = "MediaPipe BlazeFace boxes + scores (+ 478-point mesh) per sampled frame; multi-face policies"
+
+    def feature_names(self) -> tuple[str, ...]:
+        """The columns of the config's layout (see :meth:`FaceLayout.column_names`)."""
+        return self.config.layout.column_names()
 
     def __init__(self, config: FaceConfig | None = None, *, engine: FaceEngine | None = None) -> None:
         super().__init__(config)

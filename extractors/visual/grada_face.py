@@ -213,6 +213,10 @@ class GradaFaceExtractor(FaceCropEmbedder[GradaConfig]):
     def output_dim(self) -> int:
         return EMBEDDING_DIM + 2 + len(EMOTIONS)
 
+    def feature_names(self) -> tuple[str, ...]:
+        """``emb_0`` ... embedding columns, then ``valence``, ``arousal`` and the emotion probabilities."""
+        return (*(f"emb_{i}" for i in range(EMBEDDING_DIM)), "valence", "arousal", *EMOTIONS)
+
     def _value_attrs(self) -> dict[str, Any]:
         return {"dim": self.output_dim, "emotions": list(EMOTIONS),
                 "columns": {"embedding": [0, EMBEDDING_DIM], "va_pred": [EMBEDDING_DIM, EMBEDDING_DIM + 2],

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from affectcache.extractors.lasca.windows import UPSTREAM, NormaliserStats, fit_stats, pool_windows
-from affectcache.store.errors import FeatureNotFoundError, StoreError
+from affectcache.store.errors import StoreError
 from affectcache.store.runner import BuildReport, build
+from affectcache.store.usable import usable_ids
 
 if TYPE_CHECKING:
     from affectcache.store.manifest import Manifest
@@ -42,20 +43,16 @@ def fit_normaliser(fs: FeatureStore, manifest: Manifest, *, window_s: float, hop
         The stats and the file they were saved to.
 
     Raises:
-        StoreError: No item of the split, or the upstream modalities are missing for some of them.
+        StoreError: No usable item of the split.
+        FeatureNotFoundError: The upstream modalities are not built (nor failed) for some of them.
     """
     hop = window_s if hop_s is None else hop_s
     train = manifest.select(split=split)
     ids = train.ids()
     if not ids:
         raise StoreError(f"the manifest has no {split!r} items to fit the normaliser on")
-    for name in UPSTREAM:
-        built = set(fs.videos(name)) if fs.has_modality(name) else set()
-        missing = sorted(set(ids) - built)
-        if missing:
-            raise FeatureNotFoundError(f"{name} is not built for {len(missing)} {split} items "
-                                       f"({missing[:5]}); "
-                                       f"run `affectcache extract {name} ...` first")
+    # Items that failed or do not apply upstream (bad media, no audio) are skipped with one warning.
+    ids = usable_ids(fs, UPSTREAM, ids, step=f"the normaliser ({split} split)")
     pooled = [pool_windows(fs.read("blendshapes", vid), fs.read("mfcc", vid), window_s=window_s, hop_s=hop)
               for vid in ids]
     info: dict[str, Any] = {

@@ -270,3 +270,42 @@ def test_version_and_status_caps_long_lists(tmp_path: Path) -> None:
     assert "... and 4 more; --all or --json" in out
     _, out, _ = run("status", "-s", store, "--all")
     assert "failed bad_13" in out
+
+
+def _tree(path: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(path)): (p.stat().st_size, p.stat().st_mtime_ns) for p in path.rglob("*")}
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(manifest: Path, tmp_path: Path) -> None:
+    store = tmp_path / "s.zarr"
+    # No store yet: everything would be built, through the upstream planned in the same call.
+    code, out, err = run("extract", "test-counting", "test-derived", "-m", str(manifest), "-s", str(store),
+                         "--dry-run")
+    assert code == 0, err
+    assert "test-counting: 3 to build, 0 complete, 0 failed and unchanged" in out
+    assert "test-derived: 3 to build" in out
+    assert not store.exists()
+    run("extract", "test-counting", "-m", str(manifest), "-s", str(store), "-w", "0", "--only", "a",
+        "--only", "bad_c")
+    before = _tree(store)
+    code, out, err = run("extract", "test-counting", "test-derived", "-m", str(manifest), "-s", str(store),
+                         "--dry-run")
+    assert code == 0, err
+    assert "plan (dry run: nothing was written)" in out
+    assert "test-counting: 1 to build, 1 complete, 1 failed and unchanged" in out
+    assert "  build: b\n" in out
+    assert "  failed and unchanged (--retry-failed): bad_c" in out
+    # test-derived: a and b (b through test-counting built in the same call); bad_c failed upstream.
+    assert "test-derived: 2 to build, 0 complete, 0 failed and unchanged, 1 not applicable" in out
+    assert "  not applicable: bad_c: test-counting failed" in out
+    # A changed config on a modality with complete entries: refused, exit 2, with the command to run.
+    code, out, _ = run("extract", "test-counting", "-m", str(manifest), "-s", str(store), "--set", "dim=7",
+                       "--dry-run")
+    assert code == 2
+    assert "test-counting: refused: built differently: config fingerprint" in out
+    assert "(changed: dim: 4 -> 7)" in out
+    assert "affectcache rebuild test-counting" in out
+    code, out, _ = run("rebuild", "test-counting", "-m", str(manifest), "-s", str(store), "--dry-run")
+    assert code == 0
+    assert "test-counting: 3 to build, 0 complete" in out
+    assert _tree(store) == before  # nothing written, not even a lock or a failure record

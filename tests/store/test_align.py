@@ -130,3 +130,47 @@ def test_window_edges_are_inside_despite_rounding() -> None:
                             method="window-mean", window_s=0.3)
     assert mask.tolist() == [True]
     assert out[0] == pytest.approx(0.05)
+
+
+def _segments() -> FeatureArray:
+    # Windows of 2 s every 1 s (overlapping); the third is masked.
+    starts = np.array([0.0, 1.0, 2.0, 3.0])
+    values = np.array([[1.0], [2.0], [4.0], [8.0]], np.float32)
+    return FeatureArray(video_id="v", kind="segment", values=values,
+                        start_s=starts, end_s=starts + 2.0, mask=np.array([True, True, False, True]))
+
+
+def test_segment_entries_align_by_overlap_or_window_centres() -> None:
+    seg = _segments()
+    targets = [0.5, 1.5, 2.5, 3.5, 4.9, 5.0]
+    out, mask = align_feature_array(seg, targets, method="overlap")
+    # 1.5 lies in windows 0 and 1 (mean 1.5); 2.5 in 1 and the masked 2 (so 2.0); 5.0 is past every end.
+    assert mask.tolist() == [True, True, True, True, True, False]
+    assert out[:, 0].tolist() == [1.0, 1.5, 2.0, 8.0, 8.0, 0.0]
+    # Window centres are 1, 2, 3, 4: nearest centre (within half the 1 s spacing) and linear between them.
+    out, mask = align_feature_array(seg, [1.1, 2.9, 3.6, 9.0], method="nearest")
+    assert mask.tolist() == [True, False, True, False]  # 2.9 -> the masked window at 3.0
+    assert out[:, 0].tolist() == [1.0, 0.0, 8.0, 0.0]
+    out, mask = align_feature_array(seg, [1.5], method="linear")
+    assert mask.tolist() == [True]
+    assert out[0, 0] == pytest.approx(1.5)
+
+
+def test_segment_centres_are_ordered_when_lengths_differ() -> None:
+    seg = FeatureArray(video_id="v", kind="segment", values=np.array([10.0, 20.0], np.float32),
+                       start_s=np.array([0.0, 1.0]), end_s=np.array([10.0, 2.0]))  # centres 5.0, 1.5
+    out, mask = align_feature_array(seg, [1.4, 5.2], method="nearest", max_distance_s=1.0)
+    assert mask.tolist() == [True, True]
+    assert out.tolist() == [20.0, 10.0]
+
+
+def test_align_feature_array_refusals() -> None:
+    frames = FeatureArray(video_id="v", kind="frame", values=V.astype(np.float32), frame=np.arange(5),
+                          time_s=T)
+    with pytest.raises(ValueError, match="'overlap' is for segment entries"):
+        align_feature_array(frames, [0.1], method="overlap")
+    text = FeatureArray(video_id="v", kind="text", values=np.array(["a"]), start_s=[0.0], end_s=[1.0])
+    with pytest.raises(ValueError, match="text rows have no numeric value"):
+        align_feature_array(text, [0.1], method="nearest")
+    with pytest.raises(ValueError, match="takes neither"):
+        align_feature_array(_segments(), [0.1], method="overlap", window_s=1.0)

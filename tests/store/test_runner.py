@@ -162,8 +162,10 @@ def test_only_and_redo(tmp_path: Path, store_path: Path) -> None:
     assert report.written == ["b"]
     report = build("test-counting", items, store_path, workers=0, only=["b"], redo=["b"])
     assert report.written == ["b"]
-    with pytest.raises(StoreError, match="not in the manifest: \\['zzz'\\]"):
+    with pytest.raises(StoreError, match=r"not in the manifest: 'zzz'$"):
         build("test-counting", items, store_path, workers=0, only=["zzz"])
+    with pytest.raises(StoreError, match=r"not in the manifest: 'bb' \(did you mean 'b'\?\), 'zzz'$"):
+        build("test-counting", items, store_path, workers=0, only=["zzz", "bb"])
 
 
 def test_hostile_manifest_ids_are_refused_before_writing(tmp_path: Path, store_path: Path) -> None:

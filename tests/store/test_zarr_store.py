@@ -273,3 +273,18 @@ def test_processes_creating_the_same_new_store_all_open_it(tmp_path: Path) -> No
     assert [out.strip() for out, _ in outputs] == ["ok"] * 3, [err[-400:] for _, err in outputs]
     for i in range(20):
         assert FeatureStore(tmp_path / f"s{i}.zarr", read_only=True).modalities() == []
+
+
+def test_a_mistyped_modality_or_label_track_gets_a_suggestion(store_path: Path) -> None:
+    fs = FeatureStore(store_path)
+    fs.init_modality("clip-face", prov())
+    fs.write("clip-face", frames("v"))
+    fs.init_label_track("valence", source="test")
+    with pytest.raises(FeatureNotFoundError,
+                       match=r"'clip-fase' is not in the store .* \(did you mean 'clip-face'\?\)"):
+        fs.provenance("clip-fase")
+    with pytest.raises(FeatureNotFoundError, match=r"\(did you mean 'labels/valence'\?\)"):
+        fs.videos("labels/valense")
+    with pytest.raises(FeatureNotFoundError) as missing:
+        fs.read("clip-face", "w")
+    assert "did you mean" not in str(missing.value)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from affectcache.store.align import interval_mean, nearest_rows
+from affectcache.store.errors import StoreError
 from affectcache.store.manifest import load_manifest
 from affectcache.store.zarr_store import FeatureStore
 from affectcache.trainers.data.clock import load_clock
@@ -205,3 +206,24 @@ def test_overlap_mean_interpolation_fill_and_smoothing(loaded) -> None:  # type:
     smoothed = smooth(sub, noisy, (7, 13))
     np.testing.assert_allclose(smoothed[:, 0], uniform_filter1d(noisy[:, 0], 7, mode="nearest"), atol=1e-12)
     np.testing.assert_allclose(smoothed[:, 1], uniform_filter1d(noisy[:, 1], 13, mode="nearest"), atol=1e-12)
+
+
+def test_input_skips_failed_items_with_one_warning_naming_the_cause(
+        va_store: tuple[Path, Path], caplog: pytest.LogCaptureFixture) -> None:
+    store, manifest = va_store
+    fs = FeatureStore(store)
+    ids = load_manifest(manifest).ids()
+    fs.delete("audio-frames", [ids[0], ids[1]])
+    fs.record_failures("audio-frames", {ids[0]: {"error": "MediaError", "message": "no audio stream",
+                                                 "not_applicable": True}})
+    with caplog.at_level("WARNING"):
+        source = load_input(fs, "audio-frames", ids, None)
+    assert ids[0] not in source.packed.video_ids
+    assert ids[1] not in source.packed.video_ids
+    assert len(source.packed.video_ids) == len(ids) - 2
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert f"{ids[0]} (audio-frames does not apply: no audio stream)" in warning
+    assert f"{ids[1]} (audio-frames not built)" in warning
+    fs.delete("audio-frames", ids[2:])
+    with pytest.raises(StoreError, match="audio-frames has none of the"):
+        load_input(fs, "audio-frames", ids, None)

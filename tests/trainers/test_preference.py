@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -110,18 +111,22 @@ def _plant_arousal(fs: FeatureStore, item: MediaItem, seed: int) -> None:
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[FeatureStore, Manifest, Path]:
-    """8 videos of 30 s whose MFCCs follow a planted arousal; the LaScA chain built on 3 s windows."""
+    """8 videos of 30 s whose MFCCs follow a planted arousal, and a 9th (train) without an audio track;
+    the LaScA chain built on 3 s windows."""
     root = tmp_path_factory.mktemp("planted")
-    fs, manifest = small_store(root, splits=SPLITS, duration_s=30.0)
+    fs, manifest = small_store(root, splits={**SPLITS, "v8": "train"}, duration_s=30.0)
     for i, item in enumerate(manifest):
         _plant_arousal(fs, item, seed=100 + i)
+    fs.delete("mfcc", ["v8"])
+    fs.record_failures("mfcc", {"v8": {"error": "MediaError", "message": "v8.bin: no audio stream",
+                                       "not_applicable": True}})
     build_lasca(fs, manifest, window_s=3.0)
     manifest_path = write_manifest(manifest, root / "manifest.jsonl")
     return fs, manifest, manifest_path
 
 
 def test_features_carry_the_planted_arousal(planted: tuple[FeatureStore, Manifest, Path],
-                                            tmp_path: Path) -> None:
+                                            tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     fs, manifest, _ = planted
     # 8 videos give ~140 pairs: 25 epochs need small batches to take enough Adam steps.
     config = PreferenceConfig(threshold=0.1, n_folds=3, batch_size=16, variants=("features", "fused"))
@@ -130,7 +135,14 @@ def test_features_carry_the_planted_arousal(planted: tuple[FeatureStore, Manifes
     assert pairs.inputs["fused"].shape[1] == 67 + 384
     assert set(np.unique(pairs.label)) == {0, 1}
     assert pairs.label.mean() == 0.5
-    run = train_preference(fs, manifest, tmp_path / "run", config=config)
+    with caplog.at_level("WARNING"):
+        run = train_preference(fs, manifest, tmp_path / "run", config=config)
+    # The item without audio is left out of the run with one warning naming it and the cause.
+    assert "v8" not in run.record["videos"]
+    assert len(run.record["videos"]) == 8
+    skipped = [r.getMessage() for r in caplog.records if "train preference skips" in r.getMessage()]
+    assert skipped == ["train preference skips 1 item that failed or does not apply upstream: "
+                       "v8 (lasca-windows does not apply: mfcc does not apply: v8.bin: no audio stream)"]
     by_variant = {r["variant"]: r for r in run.rows}
     assert by_variant["features"]["accuracy_mean"] > 0.9
     assert by_variant["fused"]["accuracy_mean"] > 0.9
@@ -160,6 +172,17 @@ def test_a_run_refuses_a_store_whose_inputs_changed(planted: tuple[FeatureStore,
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "Features" in first.output
+    # train and evaluate print the same table (one formatter): training rows over the folds, evaluated
+    # rows on the split.
+    def header(output: str) -> list[str]:
+        return next(x for x in output.splitlines() if x.startswith("label")).split()
+
+    assert header(first.output) == ["label", "threshold", "variant", "model", "split", "accuracy", "pairs"]
+    assert re.search(r"^arousal +0\.1 +features +Features +3 splits +\d\.\d{3} ± \d\.\d{3} +\d+$",
+                     first.output, re.M), first.output
+    shown = runner.invoke(app, evaluate)
+    assert header(shown.output) == ["label", "threshold", "variant", "split", "accuracy", "pairs"]
+    assert re.search(r"^arousal +0\.1 +features +test +\d\.\d{3} +\d+$", shown.output, re.M), shown.output
     record = json.loads((out / "run.json").read_text())
     assert set(record["inputs"]) == {"lasca-windows", "lasca-embedding", "labels/arousal"}
     assert runner.invoke(app, evaluate).exit_code == 0

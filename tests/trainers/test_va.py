@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -176,7 +177,18 @@ def test_cli_show_config_train_predict_submit(va_store: tuple[Path, Path], tmp_p
     trained = runner.invoke(app, ["train", "ras-face", "-s", str(store), "-m", str(manifest), "-o",
                                   str(tmp_path / "run"), *sets])
     assert trained.exit_code == 0, trained.output
-    assert "val: CCC valence" in trained.output
+    assert re.search(r"^val +-?\d\.\d{3} \[.*\] +-?\d\.\d{3} +\d+ +\d+$", trained.output,
+                     re.M), trained.output
+    assert "CCC valence" in trained.output
+    # evaluate prints the same table as train (one formatter), for the asked split.
+    evaluated = runner.invoke(app, ["evaluate", "--run", str(tmp_path / "run"), "-s", str(store), "-m",
+                                    str(manifest), "--split", "test"])
+    assert evaluated.exit_code == 0, evaluated.output
+    header = trained.output.splitlines()[0].split()
+    assert evaluated.output.splitlines()[0].split() == header
+    assert header == ["split", "CCC", "valence", "CCC", "arousal", "va_score", "videos", "frames"]
+    assert re.search(r"^test +-?\d\.\d{3} \[.*\] +-?\d\.\d{3} +1 +\d+$", evaluated.output,
+                     re.M), evaluated.output
     predicted = runner.invoke(app, ["predict", str(tmp_path / "run"), "-s", str(store), "-m", str(manifest),
                                     "--split", "test", "--modality", "pred-cli", "--smooth"])
     assert predicted.exit_code == 0, predicted.output

@@ -20,6 +20,7 @@ import numpy.typing as npt
 from affectcache.store.align import nearest_rows
 from affectcache.store.errors import StoreError
 from affectcache.store.packed import PackedModality
+from affectcache.store.usable import Usability, usability
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -60,18 +61,20 @@ class InputModality:
 
 def load_input(fs: FeatureStore, name: str, video_ids: Sequence[str], columns: tuple[int, int] | None,
                ) -> InputModality:
-    """Load the entries of ``video_ids`` that the modality has (missing ones are reported, then masked).
+    """Load the entries of ``video_ids`` that the modality has (missing ones are named with their cause, then
+    masked).
 
     Raises:
         StoreError: The modality holds text, the column range does not fit its values, or it has none of
             the videos.
     """
-    available = set(fs.videos(name))
-    missing = [v for v in video_ids if v not in available]
-    if missing:
-        logger.warning("%s lacks %d of %d videos (their frames are masked): %s%s", name, len(missing),
-                       len(video_ids), ", ".join(missing[:5]), " ..." if len(missing) > 5 else "")
-    present = [v for v in video_ids if v in available]
+    # Items that failed or do not apply upstream, or are not built, are masked: one warning names them
+    # with their recorded cause.
+    state = usability(fs, [name], video_ids)
+    skipped = dict(state.skipped)
+    skipped.update({vid: f"{name} not built" for vid in state.not_built.get(name, [])})
+    Usability(usable=state.usable, skipped=skipped).warn(f"{name} input (frames masked)")
+    present = state.usable
     if not present:
         raise StoreError(f"{name} has none of the {len(video_ids)} videos; build it first "
                          f"(affectcache extract {name} ...)")

@@ -23,6 +23,8 @@ from tests.extractors.lasca.store_fixtures import small_store, write_upstream
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from affectcache.store.zarr_store import FeatureStore
+
 SPLITS = {"tr1": "train", "tr2": "train", "te1": "test", "va1": "val"}
 
 
@@ -83,8 +85,38 @@ def test_normaliser_needs_train_items_and_upstream(tmp_path: Path) -> None:
         fit_normaliser(fs, manifest, window_s=5.0)
     fs, manifest = small_store(tmp_path, splits=SPLITS)
     fs.delete("mfcc", ["tr2"])
-    with pytest.raises(StoreError, match=r"mfcc is not built for 1 train items \(\['tr2'\]\)"):
+    with pytest.raises(StoreError, match=r"mfcc is not built for 1 items \(tr2\); run `affectcache extract"):
         fit_normaliser(fs, manifest, window_s=5.0)
+
+
+def _fail(fs: FeatureStore, name: str, vid: str, message: str, *, not_applicable: bool = False) -> None:
+    fs.delete(name, [vid])
+    fs.record_failures(name, {vid: {"error": "MediaError", "message": message,
+                                    "not_applicable": not_applicable}})
+
+
+def test_items_failed_upstream_are_skipped_with_one_warning(tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    fs, manifest = small_store(tmp_path, splits={**SPLITS, "tr3": "train"})
+    _fail(fs, "mfcc", "tr2", "tr2.bin: no audio stream", not_applicable=True)
+    _fail(fs, "blendshapes", "tr3", "tr3.bin: moov atom not found")
+    with caplog.at_level("WARNING"):
+        stats, _ = fit_normaliser(fs, manifest, window_s=5.0)
+    assert stats.info["videos"] == ["tr1"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "skips 2 items" in warnings[0]
+    assert "tr2 (mfcc does not apply: tr2.bin: no audio stream)" in warnings[0]
+    assert "tr3 (blendshapes failed: tr3.bin: moov atom not found)" in warnings[0]
+    # The whole chain: the skipped items are not applicable downstream, the others are built.
+    chain = build_lasca(fs, manifest, window_s=5.0, embedding={"batch_size": 16})
+    assert all(r.ok for r in chain.reports)
+    assert sorted(chain.reports[0].written) == ["te1", "tr1", "va1"]
+    assert sorted(f.video_id for f in chain.reports[0].not_applicable) == ["tr2", "tr3"]
+    # Nothing usable left in the split: refused, naming the items.
+    _fail(fs, "mfcc", "tr1", "tr1.bin: no audio stream", not_applicable=True)
+    with pytest.raises(StoreError, match=r"none of the 3 items is usable \(tr1, tr2, tr3"):
+        fit_normaliser(fs, manifest, window_s=5.0, out=tmp_path / "none.json")
 
 
 def test_a_tampered_or_mismatched_normaliser_is_refused(tmp_path: Path) -> None:
@@ -151,4 +183,4 @@ def test_cli_normalise_prints_the_config_to_use(tmp_path: Path) -> None:
     missing = CliRunner().invoke(app, ["lasca", "build", "-s", str(tmp_path / "empty.zarr"), "-m",
                                        str(manifest_path)])
     assert missing.exit_code == 2
-    assert "blendshapes is not built" in missing.output
+    assert "'blendshapes' is not in" in missing.output
