@@ -13,9 +13,9 @@ from affectcache.cli._app import _state, app
 from affectcache.cli import extract, status  # isort: skip
 from affectcache.cli import demo  # isort: skip
 from affectcache.cli import assets, corpora, labels, lasca, lexicon, models, train  # isort: skip
-from affectcache.cli import fuse, store_commands, va  # isort: skip
+from affectcache.cli import store_commands, va  # isort: skip
 
-__all__ = ["app", "assets", "corpora", "demo", "extract", "fuse", "labels", "lasca", "lexicon", "main",
+__all__ = ["app", "assets", "corpora", "demo", "extract", "labels", "lasca", "lexicon", "main",
            "models", "status", "store_commands", "train", "va"]
 
 
