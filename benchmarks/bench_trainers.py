@@ -19,18 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from timing import best_of  # benchmarks/ is on sys.path when run as a script
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-
-def _best(fn: Callable[[], Any], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def _best_interleaved(fns: list[Callable[[], Any]], repeat: int) -> list[float]:
@@ -91,7 +84,7 @@ def bench_views(repeat: int, n_videos: int, frames: int) -> list[dict[str, Any]]
         store, manifest_path = _write_store(root, n_videos, frames, 256)
         fs = FeatureStore(store, read_only=True)
         ids = load_manifest(manifest_path).ids()
-        t_labels = _best(lambda: load_clock(fs, ("valence", "arousal"), ids), repeat)
+        t_labels = best_of(lambda: load_clock(fs, ("valence", "arousal"), ids), repeat)
         packed = fs.load("face-bench", ids)
         clock = load_clock(fs, ("valence", "arousal"), ids)
         source = InputModality(packed=packed, columns=None)
@@ -207,7 +200,7 @@ def bench_gpu_heads(repeat: int) -> list[dict[str, Any]]:
             torch.cuda.synchronize()
 
         step()
-        seconds = _best(step, repeat)
+        seconds = best_of(step, repeat)
         out.append({"benchmark": f"{name} training windows/s (bf16, batch 64)", "seconds": seconds,
                     "ratio": 1.0, "note": f"{640 / seconds:.0f} windows/s on {torch.cuda.get_device_name()}"})
     return out

@@ -36,28 +36,19 @@ import resource
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from bench_trainers import bench_trainers  # benchmarks/ is on sys.path when run as a script
 from store_scale import bench_store_scale
+from timing import best_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 logger = logging.getLogger("affectcache.benchmarks")
 
-
-def best_of(fn: Callable[[], Any], repeat: int) -> float:
-    """Smallest wall time of ``repeat`` calls (the least disturbed run)."""
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def bench_mfcc_runner(out: Path, repeat: int) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from timing import best_of  # benchmarks/ is on sys.path when run as a script
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -25,14 +26,6 @@ PROV = {"extractor": "bench", "version": "1", "modality_kind": "frame", "config"
         "created": "now"}
 PER_TASK = 8  # the runner's default videos per task for large manifests
 
-
-def _best(fn: Callable[[], Any], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def _row(name: str, seconds: float, ratio: float, note: str = "") -> dict[str, Any]:
@@ -129,8 +122,8 @@ def bench_mosei(out: Path, n: int, repeat: int) -> list[dict[str, Any]]:
     rows.append(_row("  allocated bytes vs concatenated .npy", float("nan"), allocated / c_allocated,
                      f"target <= 1.3x; {allocated / 1e6:.0f} MB vs {c_allocated / 1e6:.0f} MB"))
 
-    t_np = _best(lambda: _load_concat(concat), repeat)
-    t_load = _best(lambda: FeatureStore(store, read_only=True).load("m"), repeat)
+    t_np = best_of(lambda: _load_concat(concat), repeat)
+    t_load = best_of(lambda: FeatureStore(store, read_only=True).load("m"), repeat)
     rows += [_row("  np.load of the concatenated arrays (baseline)", t_np, 1.0),
              _row("  FeatureStore.load (whole modality)", t_load, t_load / t_np, "target <= 2x")]
 
@@ -142,8 +135,8 @@ def bench_mosei(out: Path, n: int, repeat: int) -> list[dict[str, Any]]:
             with np.load(npz / f"{vid}.npz") as z:
                 _ = z["values"], z["frame"], z["time_s"]
 
-    t_npz_read = _best(npz_reads, repeat) / len(ids)
-    t_read = _best(lambda: [reader.read("m", v) for v in ids], repeat) / len(ids)
+    t_npz_read = best_of(npz_reads, repeat) / len(ids)
+    t_read = best_of(lambda: [reader.read("m", v) for v in ids], repeat) / len(ids)
     rows += [_row("  np.load of one entry's npz (baseline)", t_npz_read, 1.0, "mean of 200 ids"),
              _row("  FeatureStore.read of one entry", t_read, t_read / t_npz_read, "target <= 3x")]
 
@@ -154,18 +147,19 @@ def bench_mosei(out: Path, n: int, repeat: int) -> list[dict[str, Any]]:
         with open(id_list) as fh:
             json.load(fh)
 
-    t_json = _best(json_ids, repeat)
-    t_videos = _best(lambda: FeatureStore(store, read_only=True).videos("m"), repeat)
-    t_status = _best(lambda: store_status(FeatureStore(store, read_only=True)), repeat)
+    t_json = best_of(json_ids, repeat)
+    t_videos = best_of(lambda: FeatureStore(store, read_only=True).videos("m"), repeat)
+    t_status = best_of(lambda: store_status(FeatureStore(store, read_only=True)), repeat)
     current = {f.video_id: _source(i) for i, f in enumerate(feats)}
-    t_plan = _best(lambda: FeatureStore(store, read_only=True).catalog("m").changed_sources(current), repeat)
+    t_plan = best_of(lambda: FeatureStore(store, read_only=True).catalog("m").changed_sources(current),
+                     repeat)
     rows += [_row(f"  json.load of a {n}-id list (baseline)", t_json, 1.0),
              _row("  videos() (fresh store object)", t_videos, t_videos / t_json, "target <= 20x"),
              _row("  status (fresh store object)", t_status, t_status / t_json, "target <= 20x"),
              _row("  plan: catalog + source check of every item", t_plan, t_plan / t_json,
                   "target <= 20x; media stat() calls excluded (same for any layout)")]
 
-    t_graph = _best(lambda: FeatureStore(store, read_only=True).open_dataset("m"), repeat)
+    t_graph = best_of(lambda: FeatureStore(store, read_only=True).open_dataset("m"), repeat)
     rows.append(_row("  open_dataset graph build", t_graph, t_graph / t_load, "target <= 0.2x of load"))
 
     rows += _bench_failures(out, n, repeat)
@@ -188,8 +182,8 @@ def _bench_failures(out: Path, n: int, repeat: int) -> list[dict[str, Any]]:
                 fs.record_failures(name, {f"new{time.perf_counter_ns()}{i}": record})
         return run
 
-    t_none = _best(add("none"), repeat) / k
-    t_many = _best(add("many"), repeat) / k
+    t_none = best_of(add("none"), repeat) / k
+    t_many = best_of(add("many"), repeat) / k
     return [_row("  one failure recorded, none present (baseline)", t_none, 1.0, f"mean of {k}"),
             _row(f"  one failure recorded, {n} present", t_many, t_many / t_none, "target <= 2x")]
 
@@ -210,7 +204,7 @@ def bench_growth(out: Path, sizes: Sequence[int], repeat: int) -> list[dict[str,
         per_write = (time.perf_counter() - started) / n
         ids = [f"utt{i:06d}" for i in np.random.default_rng(3).integers(0, n, 200).tolist()]
         reader = FeatureStore(store, read_only=True)
-        per_read = _best(lambda r=reader, i=ids: [r.read("m", v) for v in i], repeat) / len(ids)
+        per_read = best_of(lambda r=reader, i=ids: [r.read("m", v) for v in i], repeat) / len(ids)
         if n == sizes[0]:
             base_write, base_read = per_write, per_read
         rows += [_row(f"growth: write per entry at {n}", per_write, per_write / base_write,
@@ -266,8 +260,8 @@ def bench_affwild(out: Path, videos: int, rows_per_video: int, repeat: int) -> l
     values.flush()
     del values
     mb = videos * rows_per_video * 256 * 2 / 1e6
-    t_np = _best(lambda: _load_concat(concat), repeat)
-    t_load = _best(lambda: FeatureStore(store, read_only=True).load("m"), repeat)
+    t_np = best_of(lambda: _load_concat(concat), repeat)
+    t_load = best_of(lambda: FeatureStore(store, read_only=True).load("m"), repeat)
     proc = subprocess.run([sys.executable, "-c", RSS_SCRIPT, str(store)], capture_output=True, text=True,
                           check=True)
     before_kb, after_kb, nbytes = (int(x) for x in proc.stdout.split())
