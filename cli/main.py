@@ -15,8 +15,8 @@ from affectcache.cli import demo  # isort: skip
 from affectcache.cli import assets, corpora, labels, lasca, lexicon, models, train  # isort: skip
 from affectcache.cli import store_commands, va  # isort: skip
 
-__all__ = ["app", "assets", "corpora", "demo", "extract", "labels", "lasca", "lexicon", "main", "models",
-           "status", "store_commands", "train", "va"]
+__all__ = ["app", "assets", "corpora", "demo", "extract", "labels", "lasca", "lexicon", "main",
+           "models", "status", "store_commands", "train", "va"]
 
 
 def main() -> None:

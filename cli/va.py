@@ -1,5 +1,6 @@
-"""``affectcache train ras-face|ras-behaviour|ras-audio``, ``train show-config``, ``predict``,
-``submit abaw``, and SCD-MMPSR's multitask ``train mcdm|mcdm-1``, ``ablate mcdm`` and ``demo mcdm``.
+"""``affectcache train ras-face|ras-behaviour|ras-audio|dcmmoe|dcmmoe-released|raav``,
+``train show-config``, ``predict``, ``submit abaw``, ``fuse late``, and SCD-MMPSR's multitask
+``train mcdm|mcdm-1``, ``ablate mcdm`` and ``demo mcdm``.
 
 Thin commands over :mod:`affectcache.trainers.va`, :mod:`affectcache.trainers.predict` and
 :mod:`affectcache.trainers.submission`; config choices and validation come from the model registry.
@@ -19,7 +20,7 @@ from affectcache.cli.demo import EXTRA_DEMOS
 from affectcache.cli.results import echo_results, va_rows
 from affectcache.cli.train import train_app
 
-VA_MODELS: tuple[str, ...] = ("ras-face", "ras-behaviour", "ras-audio")
+VA_MODELS: tuple[str, ...] = ("ras-face", "ras-behaviour", "ras-audio", "dcmmoe", "dcmmoe-released", "raav")
 """The VA models with a train command here (each is looked up in the model registry)."""
 
 PresetOpt = Annotated[str | None, typer.Option("--preset", help="Start from a named preset (e.g. demo).")]
@@ -262,3 +263,41 @@ def demo_mcdm(out: Path) -> None:
 
 
 EXTRA_DEMOS["mcdm"] = demo_mcdm
+
+# ---- late fusion ---------------------------------------------------------------------------------------
+fuse_app = typer.Typer(no_args_is_help=True, help="Fuse prediction modalities.")
+app.add_typer(fuse_app, name="fuse")
+
+
+@fuse_app.command("late")
+@cli_errors
+def late(
+    inputs: Annotated[list[str], typer.Argument(help="Prediction modalities to fuse (two or more).")],
+    store: StoreOpt, manifest: ManifestOpt,
+    out: Annotated[str, typer.Option("--out", "-o", help="Modality to write.")] = "pred-late",
+    val_split: Annotated[str, typer.Option(help="Split the weights are chosen on.")] = "val",
+    split: Annotated[list[str] | None, typer.Option(
+        help="Only write this split's videos (repeatable).")] = None,
+    search: Annotated[str, typer.Option(help="grid (step over the simplex) or dirichlet.")] = "grid",
+    step: Annotated[float, typer.Option(help="Grid step.")] = 0.05,
+    max_models: Annotated[int, typer.Option(help="Largest subset combined.")] = 3,
+    samples: Annotated[int, typer.Option(help="Dirichlet draws per subset.")] = 8000,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing modality of that name.")] = False,
+) -> None:
+    """Choose per-dimension weights of up to MAX_MODELS inputs on the validation split by CCC and write the
+    fused predictions as a new modality (its provenance lists the inputs and weights)."""
+    from affectcache.store.manifest import load_manifest
+    from affectcache.store.zarr_store import FeatureStore
+    from affectcache.trainers.fusion.late_fusion import LateFusionConfig
+    from affectcache.trainers.fusion.late_store import fuse_late_to_store
+
+    config = LateFusionConfig.from_dict({"search": search, "step": step, "max_models": max_models,
+                                         "n_samples": samples})
+    report = fuse_late_to_store(FeatureStore(store), load_manifest(manifest), inputs, out, config=config,
+                                val_split=val_split, splits=split, overwrite=overwrite)
+    c = report.choice
+    typer.echo(f"{report.modality}: {len(report.videos)} videos; {val_split} CCC valence "
+               f"{c.ccc_valence:.3f}, arousal {c.ccc_arousal:.3f}")
+    for label, weights in (("valence", c.weights_valence), ("arousal", c.weights_arousal)):
+        typer.echo(f"  {label}: " + ", ".join(f"{m} {w:.2f}" for m, w in zip(c.models, weights, strict=True)))
+

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from affectcache.store.pipelines.demo import DemoStep
 from affectcache.trainers.models import get_model_spec
-from affectcache.trainers.predict import predict_to_store
+from affectcache.trainers.predict import RAS_SMOOTHING, predict_to_store
 from affectcache.trainers.va import train_va
 
 if TYPE_CHECKING:
@@ -80,8 +80,29 @@ def train_demo_head(name: str, fs: FeatureStore, manifest: Manifest, out_dir: Pa
                     held_out={"split": split, **results[split]}, prediction_modality=report.modality)
 
 
+DEMO_FUSION = "raav"
+"""The fusion model trained on the demo heads' predictions."""
+
+
+def train_demo_fusion(fs: FeatureStore, manifest: Manifest, out_dir: Path, *, progress: bool = False,
+                      overrides: Mapping[str, Any] | None = None) -> DemoHead:
+    """RAAV on the demo heads' prediction modalities (face stream, audio tokens); its predictions (RAS
+    smoothing) go to ``pred-raav``, its contribution summary into the run."""
+    presets = dict(get_model_spec(DEMO_FUSION).presets or {})
+    config = presets["demo"]().replace(
+        input_modalities=tuple(f"pred-{name}" for name in DEMO_HEADS), **dict(overrides or {}))
+    run = train_va(DEMO_FUSION, fs, manifest, out_dir / "runs" / DEMO_FUSION, config=config,
+                   progress=progress)
+    results = run.record["results"]
+    split = config.test_split if config.test_split in results else config.val_split
+    report = predict_to_store(run.run_dir, fs, manifest, modality=f"pred-{DEMO_FUSION}", overwrite=True,
+                              smoothing=RAS_SMOOTHING)
+    return DemoHead(model=DEMO_FUSION, input_modality=" + ".join(config.input_names()), run_dir=run.run_dir,
+                    held_out={"split": split, **results[split]}, prediction_modality=report.modality)
+
+
 def va_demo_steps() -> list[DemoStep]:
-    """One demo step per VA head."""
+    """One demo step per VA head, then the fusion of their predictions."""
 
     def step(name: str) -> DemoStep:
         def run(result: DemoResult) -> str:
@@ -91,4 +112,11 @@ def va_demo_steps() -> list[DemoStep]:
                         next_command=f"affectcache submit abaw pred-{name} -s {{out}}/features.zarr "
                                      "--template TEMPLATE.txt --out submission.txt")
 
-    return [step(name) for name in DEMO_HEADS]
+    def fusion(result: DemoResult) -> str:
+        return train_demo_fusion(result.store, result.manifest, result.out_dir).summary()
+
+    return [*(step(name) for name in DEMO_HEADS),
+            DemoStep(name=f"train {DEMO_FUSION} (fusion)", run=fusion,
+                     next_command=f"affectcache fuse late pred-{DEMO_FUSION} "
+                                  + " ".join(f"pred-{n}" for n in DEMO_HEADS)
+                                  + " -s {out}/features.zarr -m {out}/demo.jsonl --out pred-late")]

@@ -4,6 +4,8 @@
   figure in seed 000), the videos with the most labelled frames first.
 * :func:`plot_ccc_per_video`: CCC per video and label, sorted, as bars.
 * :func:`plot_confusion`: a confusion matrix (e.g. MCDM's MELD zero-shot).
+* :func:`plot_contributions`: one video's target vs estimate above a modality × time heatmap of
+  per-frame contributions (fusion runs; seed 000's figure).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from affectcache.trainers import metrics
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from pathlib import Path
 
     from affectcache.trainers.va_tasks import FramePredictions
@@ -91,6 +93,39 @@ def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: Path, *, ti
     ax.set_ylabel("reference")
     if title:
         ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_contributions(pred: FramePredictions, video: int, maps: Mapping[str, np.ndarray], path: Path, *,
+                       title: str = "contribution") -> None:
+    """Video ``video``'s target vs estimate (one panel per label) above a heatmap of ``maps`` (name ->
+    per-frame value on the clock) over the same time axis."""
+    clock = pred.clock
+    rows = slice(int(clock.offsets[video]), int(clock.offsets[video + 1]))
+    t = clock.time_s[rows]
+    valid = clock.target_mask[rows]
+    n_labels = len(clock.labels)
+    fig, axes = plt.subplots(n_labels + 1, 1, figsize=(8, 1.8 * (n_labels + 1) + 0.2 * len(maps)),
+                             sharex=True, squeeze=False)
+    for k, label in enumerate(clock.labels):
+        ax = axes[k][0]
+        ax.plot(t, np.where(valid, clock.targets[rows, k], np.nan), color="black", lw=1, label="target")
+        ax.plot(t, pred.preds[rows, k], color="tab:red", lw=1, label="estimate")
+        score = metrics.ccc(pred.preds[rows, k], clock.targets[rows, k], valid)
+        ax.set_title(f"{clock.video_ids[video]} {label} (CCC {score:.2f})", fontsize=8)
+        ax.set_ylim(-1.05, 1.05)
+    axes[0][0].legend(fontsize=7, loc="upper right")
+    heat = axes[n_labels][0]
+    names = list(maps)
+    grid = np.stack([np.asarray(maps[m])[rows] for m in names]) if names else np.zeros((1, t.size))
+    extent = (float(t[0]), float(t[-1]) if t.size > 1 else float(t[0]) + 1.0, len(names) - 0.5, -0.5)
+    image = heat.imshow(grid, aspect="auto", interpolation="nearest", cmap="viridis", extent=extent)
+    heat.set_yticks(range(len(names)), names, fontsize=7)
+    heat.set_xlabel("s", fontsize=7)
+    heat.set_title(title, fontsize=8)
+    fig.colorbar(image, ax=heat, fraction=0.03)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -99,7 +99,7 @@ def predict_to_store(run_dir: str | Path, fs: FeatureStore, manifest: Manifest, 
     output = {"run": str(run.run_dir.resolve()), "model": run.record["model"], "config": run.record["config"],
               "smoothing": list(kernels), "clamp": clamp, "columns": list(columns)}
     checkpoint_sha = sha256_file(run.run_dir / BEST_CHECKPOINT)
-    upstream = {config.input_modality: run.record["inputs"][config.input_modality]["fingerprint"]}
+    upstream = {name: run.record["inputs"][name]["fingerprint"] for name in config.input_names()}
     for track in config.labels:
         upstream[label_modality(track)] = run.record["inputs"][label_modality(track)]["fingerprint"]
     provenance: dict[str, Any] = {

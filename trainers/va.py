@@ -45,7 +45,7 @@ from affectcache.trainers.models import get_model_spec
 from affectcache.trainers.provenance import check_inputs, modality_identity
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     import torch
 
@@ -86,7 +86,7 @@ def split_videos(manifest: Manifest, config: VAConfig) -> dict[str, list[str]]:
 def run_inputs(fs: FeatureStore, config: VAConfig, clock: FrameClock) -> dict[str, Any]:
     """What the run's numbers depend on: the input modality's identity, the label tracks' fingerprints and
     a hash of the label values of the run's videos."""
-    inputs: dict[str, Any] = {config.input_modality: modality_identity(fs, config.input_modality)}
+    inputs: dict[str, Any] = {name: modality_identity(fs, name) for name in config.input_names()}
     for track in config.labels:
         name = label_modality(track)
         inputs[name] = {"fingerprint": fs.provenance(name)["config_fingerprint"]}
@@ -133,6 +133,8 @@ def train_va(name: str, fs: FeatureStore, manifest: Manifest, out_dir: str | Pat
         ConfigError: ``out_dir`` holds a run with another config or model (and not ``overwrite``).
         StoreError: A split is empty or unlabelled, or an input is missing.
     """
+    import torch
+
     from affectcache.trainers.loop import fit, seed_everything
     from affectcache.trainers.va_tasks import make_task
 
@@ -167,11 +169,13 @@ def train_va(name: str, fs: FeatureStore, manifest: Manifest, out_dir: str | Pat
 
     seed_everything(config.seed)
     task = make_task(config, fs, clocks)
-    model = spec.build(config, {"input": task.input_width}).to(config.device)
+    model = spec.build(config, task.input_dims).to(config.device)
     record["input_width"] = task.input_width
+    record["input_dims"] = dict(task.input_dims)
     record["n_parameters"] = int(sum(p.numel() for p in model.parameters()))
     result = fit(model, task, config, run_dir, progress=progress,
-                 extra_state={"model": name, "input_width": task.input_width})
+                 extra_state={"model": name, "input_width": task.input_width,
+                              "input_dims": dict(task.input_dims)})
     record["fit"] = {"best_epoch": result.best_epoch, "best_score": result.best_score,
                      "epochs_run": result.epochs_run, "stopped_early": result.stopped_early}
     if result.best_epoch == 0:
@@ -188,6 +192,8 @@ def train_va(name: str, fs: FeatureStore, manifest: Manifest, out_dir: str | Pat
         results[split] = score_split(pred, config, run_dir / f"per_video_{split}.csv")
         if split == config.val_split:
             _plots(pred, run_dir / "plots", config.eval_moments)
+            with torch.no_grad():
+                record.update(task.write_run_extras(model, clock, run_dir))
     atomic_write_json(run_dir / "results.json", results)
     record.update(results=results, status="done", finished=utc_now())
     atomic_write_json(run_dir / "run.json", record)
@@ -309,7 +315,7 @@ def evaluate_va(run_dir: str | Path, fs: FeatureStore, manifest: Manifest, *, sp
     if not clock.target_mask.any():
         raise StoreError(f"the {split!r} videos have no labelled frames to score")
     task = _predict_task(config, fs, clock)
-    model = build_trained_model(run, task.input_width)
+    model = build_trained_model(run, task.input_dims)
     out = score_split(_predict(task, model, clock), config, run.run_dir / f"per_video_{split}.csv")
     atomic_write_json(run.run_dir / f"eval-{split}.json", out)
     return out
@@ -322,13 +328,14 @@ def _predict_task(config: VAConfig, fs: FeatureStore, clock: FrameClock) -> VATa
     return make_task(config, fs, {"<predict>": clock})
 
 
-def build_trained_model(run: LoadedRun, input_width: int) -> torch.nn.Module:
+def build_trained_model(run: LoadedRun, input_dims: Mapping[str, int]) -> torch.nn.Module:
     """The run's model with its best weights, in eval mode."""
     spec = get_model_spec(run.record["model"])
-    if input_width != run.record.get("input_width"):
-        raise StoreError(f"{run.config.input_modality} now has {input_width} values per row, the run was "
-                         f"trained on {run.record.get('input_width')}")
-    model = spec.build(run.config, {"input": input_width}).to(run.config.device)
+    trained = run.record.get("input_dims", {"input": run.record.get("input_width")})
+    if dict(input_dims) != trained:
+        raise StoreError(f"{', '.join(run.config.input_names())} now give {dict(input_dims)} values per row, "
+                         f"the run was trained on {trained}")
+    model = spec.build(run.config, input_dims).to(run.config.device)
     load_weights(model, run.run_dir, run.config.device)
     return model.eval()
 
@@ -336,7 +343,7 @@ def build_trained_model(run: LoadedRun, input_width: int) -> torch.nn.Module:
 def predict_frames(run: LoadedRun, fs: FeatureStore, clock: FrameClock) -> FramePredictions:
     """A run's frame predictions and embeddings on ``clock`` (inputs already checked by the caller)."""
     task = _predict_task(run.config, fs, clock)
-    return _predict(task, build_trained_model(run, task.input_width), clock, embeddings=True)
+    return _predict(task, build_trained_model(run, task.input_dims), clock, embeddings=True)
 
 
 def splits_of(manifest: Manifest, names: Sequence[str] | None) -> list[str]:

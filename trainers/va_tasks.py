@@ -48,6 +48,7 @@ from affectcache.trainers.data.views import (
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
+    from pathlib import Path
 
     from affectcache.store.zarr_store import FeatureStore
     from affectcache.trainers.data.config import VAConfig
@@ -122,6 +123,11 @@ class VATask(abc.ABC):
     def input_width(self) -> int:
         return self.input.width
 
+    @property
+    def input_dims(self) -> dict[str, int]:
+        """Feature width of each input stream (what the model builder is given)."""
+        return {"input": self.input_width}
+
     def _tensor(self, array: npt.NDArray[Any]) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
 
@@ -166,6 +172,11 @@ class VATask(abc.ABC):
     def predict(self, model: torch.nn.Module, clock: FrameClock, *, embeddings: bool = False,
                 ) -> FramePredictions:
         """Frame outputs (and embeddings) of ``model`` on every frame of ``clock``."""
+
+    def write_run_extras(self, model: torch.nn.Module, clock: FrameClock, run_dir: Path) -> dict[str, Any]:
+        """Task-specific outputs of a finished run on the validation clock (fusion: contribution maps);
+        returns what goes into run.json (nothing by default)."""
+        return {}
 
 
 class FrameWindowTask(VATask):

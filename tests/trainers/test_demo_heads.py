@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from affectcache.store.pipelines.demo import run_demo
-from affectcache.trainers.demo import train_demo_head
+from affectcache.trainers.demo import train_demo_fusion, train_demo_head
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -33,3 +33,9 @@ def test_demo_heads_train_predict_and_score(tmp_path: Path) -> None:
         assert (head.run_dir / "run.json").exists()
         assert fs.videos(head.prediction_modality) == result.manifest.ids()
         assert head.summary().startswith(f"on {head.input_modality}: held-out (test) CCC valence")
+    fused = train_demo_fusion(fs, result.manifest, tmp_path,
+                              overrides={"epochs": 2, "bootstrap_resamples": 20})
+    assert fused.input_modality == "pred-ras-face + pred-ras-audio"
+    assert np.isfinite(fused.held_out["va_score"])
+    assert fs.videos("pred-raav") == result.manifest.ids()
+    assert (fused.run_dir / "contributions" / "summary.json").exists()

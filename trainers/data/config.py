@@ -43,6 +43,10 @@ class VAConfig(LoopConfig):
     bootstrap_resamples: int = 1000
     """Video-level bootstrap resamples of the final confidence intervals."""
 
+    def input_names(self) -> tuple[str, ...]:
+        """Store modalities the run depends on (fusion configs read several)."""
+        return (self.input_modality,)
+
     def validate(self) -> list[str]:
         problems = super().validate()
         if not self.labels:

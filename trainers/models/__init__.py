@@ -35,6 +35,8 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "affectcache.trainers.models.ras_behaviour",
     "affectcache.trainers.models.ras_audio",
     "affectcache.trainers.mcdm.config",
+    "affectcache.trainers.models.dcmmoe",
+    "affectcache.trainers.models.raav",
 )
 """Modules whose import registers the built-in models (others add theirs by calling register_model)."""
 

@@ -39,6 +39,8 @@ class SampleConfig(ExtractorConfig):
     """A literal."""
     limit: float | None = None
     """An optional."""
+    pair: tuple[float, int] = (0.5, 1)
+    """A fixed-length tuple."""
     workers: int = runtime_only(2)
     """Runtime only."""
 
@@ -49,6 +51,11 @@ def test_from_dict_coerces_lists_and_ints() -> None:
     assert cfg.rate == 2.0
     assert isinstance(cfg.rate, float)
     assert cfg.limit == 7.0
+    pair = SampleConfig.from_dict({"pair": [1, 2]}).pair
+    assert pair == (1.0, 2)
+    assert isinstance(pair[0], float)
+    with pytest.raises(ConfigError, match=r"pair\[1\]: expected an integer"):
+        SampleConfig.from_dict({"pair": [1, 2.5]})
 
 
 def test_from_dict_reports_every_problem_at_once() -> None:
