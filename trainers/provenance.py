@@ -8,11 +8,16 @@ current identities differ is refused with :class:`~affectcache.store.errors.Prov
 
 from __future__ import annotations
 
+import json
+import shutil
 from typing import TYPE_CHECKING, Any
 
+from affectcache.extractors.core.errors import ConfigError
 from affectcache.store.errors import ProvenanceMismatchError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from affectcache.store.zarr_store import FeatureStore
 
 
@@ -29,3 +34,24 @@ def check_inputs(recorded: dict[str, Any], current: dict[str, Any], where: str) 
         raise ProvenanceMismatchError(
             f"the store's inputs differ from those {where} was trained on: {changed} changed (rebuilt "
             "modalities, another normaliser/lexicon/encoder, or new labels); train a new run")
+
+
+def prepare_run_dir(run_dir: Path, model: str, config: dict[str, Any], inputs: dict[str, Any], *,
+                    overwrite: bool) -> None:
+    """Make ``run_dir`` ready for a run of ``model`` with ``config`` on ``inputs``.
+
+    A folder holding an earlier run is resumed only when that run had the same model, config and inputs
+    (changed inputs are a :class:`ProvenanceMismatchError`, another model/config a :class:`ConfigError`);
+    ``overwrite`` deletes it first.
+    """
+    previous = run_dir / "run.json"
+    if previous.exists():
+        if overwrite:
+            shutil.rmtree(run_dir)
+        else:
+            old = json.loads(previous.read_text(encoding="utf-8"))
+            check_inputs(old["inputs"], inputs, str(run_dir))
+            if old.get("model") != model or old.get("config") != config:
+                raise ConfigError(f"{run_dir} holds a {old.get('model')} run with another config; use "
+                                  "another folder or --overwrite")
+    run_dir.mkdir(parents=True, exist_ok=True)

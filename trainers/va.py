@@ -25,7 +25,6 @@ import csv
 import io
 import json
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,7 +41,7 @@ from affectcache.trainers import metrics
 from affectcache.trainers.data.clock import FrameClock, load_clock
 from affectcache.trainers.data.config import VAConfig
 from affectcache.trainers.models import get_model_spec
-from affectcache.trainers.provenance import check_inputs, modality_identity
+from affectcache.trainers.provenance import check_inputs, modality_identity, prepare_run_dir
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -147,17 +146,7 @@ def train_va(name: str, fs: FeatureStore, manifest: Manifest, out_dir: str | Pat
     splits = split_videos(manifest, config)
     clocks = _split_clocks(fs, manifest, config, splits)
     inputs = run_inputs(fs, config, _labelled_clock(clocks, config))
-    previous = run_dir / "run.json"
-    if previous.exists():
-        if overwrite:
-            shutil.rmtree(run_dir)
-        else:
-            old = json.loads(previous.read_text(encoding="utf-8"))
-            check_inputs(old["inputs"], inputs, str(run_dir))
-            if old.get("model") != name or old.get("config") != config.to_dict():
-                raise ConfigError(f"{run_dir} holds a {old.get('model')} run with another config; use "
-                                  "another folder or --overwrite")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    prepare_run_dir(run_dir, name, config.to_dict(), inputs, overwrite=overwrite)
     record: dict[str, Any] = {
         "format": RUN_FORMAT, "model": name, "config": config.to_dict(), "seed": config.seed,
         "created": utc_now(), "store": fs.url, "manifest": manifest_digest(manifest),

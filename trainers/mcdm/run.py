@@ -22,9 +22,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +36,7 @@ from affectcache.store.errors import StoreError
 from affectcache.store.manifest import manifest_digest
 from affectcache.trainers.mcdm.config import MCDMTrainConfig
 from affectcache.trainers.models import get_model_spec
-from affectcache.trainers.provenance import check_inputs, modality_identity
+from affectcache.trainers.provenance import modality_identity, prepare_run_dir
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -123,17 +121,7 @@ def train_mcdm(name: str, corpora: Sequence[Corpus], out_dir: str | Path, *,
     run_dir = Path(out_dir)
     loaded = load_corpora(corpora, config)
     inputs = corpus_inputs(corpora, loaded)
-    previous = run_dir / "run.json"
-    if previous.exists():
-        if overwrite:
-            shutil.rmtree(run_dir)
-        else:
-            old = json.loads(previous.read_text(encoding="utf-8"))
-            check_inputs(old["inputs"], inputs, str(run_dir))
-            if old.get("model") != name or old.get("config") != config.to_dict():
-                raise ConfigError(f"{run_dir} holds a {old.get('model')} run with another config; use "
-                                  "another folder or --overwrite")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    prepare_run_dir(run_dir, name, config.to_dict(), inputs, overwrite=overwrite)
     record: dict[str, Any] = {
         "format": RUN_FORMAT, "model": name, "config": config.to_dict(), "seed": config.seed,
         "created": utc_now(), "stores": [store.url for store, _ in corpora], "inputs": inputs,
