@@ -18,7 +18,7 @@ from affectcache.extractors.common.assets import (
 )
 
 assets_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
-                  help="Pinned model files (MediaPipe task bundles, ...).")
+                         help="Pinned model files (MediaPipe task bundles, ...).")
 app.add_typer(assets_app, name="assets")
 
 NamesArg = Annotated[list[str] | None, typer.Argument(help="Asset names (default: all registered).")]

@@ -10,7 +10,7 @@ import typer
 from affectcache.cli._app import ManifestOpt, StoreOpt, app, cli_errors, echo
 
 labels_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
-                  help="Label tracks from your own CSV files.")
+                         help="Label tracks from your own CSV files.")
 app.add_typer(labels_app, name="labels")
 
 

@@ -10,7 +10,7 @@ import typer
 from affectcache.cli._app import EXIT_ITEM_FAILURES, ManifestOpt, StoreOpt, app, cli_errors
 
 lasca_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
-                  help="LaScA: train-split normaliser, window text, embeddings.")
+                        help="LaScA: train-split normaliser, window text, embeddings.")
 app.add_typer(lasca_app, name="lasca")
 
 WindowOpt = Annotated[float, typer.Option("--window-s", help="Window length, seconds (paper: 3 or 5).")]

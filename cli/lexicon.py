@@ -18,7 +18,7 @@ from affectcache.extractors.lasca.lexicon import (
 )
 
 lexicon_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
-                  help="Feature -> affect label lexicons (LaScA).")
+                          help="Feature -> affect label lexicons (LaScA).")
 app.add_typer(lexicon_app, name="lexicon")
 
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 models_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
-                  help="Hub models the extractors load: list, fetch, verify.")
+                         help="Hub models the extractors load: list, fetch, verify.")
 app.add_typer(models_app, name="models")
 
 NamesArg = Annotated[list[str] | None, typer.Argument(

@@ -13,7 +13,7 @@ from affectcache.cli.results import echo_results, preference_rows, results_table
 from affectcache.store.errors import StoreError
 
 train_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
-                  help="Train models on stored features.")
+                        help="Train models on stored features.")
 app.add_typer(train_app, name="train")
 
 RunOpt = Annotated[Path, typer.Option("--out", "-o", help="Run folder (results, models, run.json).")]

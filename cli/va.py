@@ -121,7 +121,7 @@ def predict(
 
 
 submit_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
-                  help="Write challenge submission files.")
+                         help="Write challenge submission files.")
 app.add_typer(submit_app, name="submit")
 
 

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from affectcache.trainers.data.config import VAConfig
 from affectcache.trainers.models import ModelSpec, register_model
-from affectcache.trainers.models.ras_layers import RasHead
+from affectcache.trainers.models.ras_layers import BackboneWithHead, RasHead
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -131,7 +131,7 @@ class MambaBlock(nn.Module):  # type: ignore[misc]
         return torch.stack(outs, dim=1)
 
 
-class RasBehaviourModel(nn.Module):  # type: ignore[misc]
+class RasBehaviourModel(BackboneWithHead):
     """The ``ras-behaviour`` module; ``forward(x, mask) -> (batch, segments, labels)``."""
 
     def __init__(self, config: RasBehaviourConfig, input_dim: int) -> None:
@@ -156,15 +156,6 @@ class RasBehaviourModel(nn.Module):  # type: ignore[misc]
         for block in self.blocks:
             h = block(h, mask)
         return h
-
-    def embed(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(embedding, prediction)`` per segment (the embedding is the head's pre-output vector)."""
-        result: tuple[torch.Tensor, torch.Tensor] = self.head.embed(self.backbone(x, mask))
-        return result
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        out: torch.Tensor = self.head(self.backbone(x, mask))
-        return out
 
 
 def build_ras_behaviour(config: RasBehaviourConfig, input_dims: Mapping[str, int]) -> RasBehaviourModel:

@@ -17,7 +17,7 @@ from torch import nn
 
 from affectcache.trainers.data.config import VAConfig
 from affectcache.trainers.models import ModelSpec, register_model
-from affectcache.trainers.models.ras_layers import RasEncoderLayer, RasHead
+from affectcache.trainers.models.ras_layers import BackboneWithHead, RasEncoderLayer, RasHead
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -86,7 +86,7 @@ class RasFaceConfig(VAConfig):
         return problems
 
 
-class RasFaceModel(nn.Module):  # type: ignore[misc]
+class RasFaceModel(BackboneWithHead):
     """The ``ras-face`` module (see the module docstring); ``forward(x, mask) -> (batch, time, labels)``."""
 
     def __init__(self, config: RasFaceConfig, input_dim: int) -> None:
@@ -105,15 +105,6 @@ class RasFaceModel(nn.Module):  # type: ignore[misc]
         for layer in self.layers:
             h = h + layer(h, h, h, key_padding_mask=padding)
         return h
-
-    def embed(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(embedding, prediction)`` per frame (the embedding is the head's pre-output vector)."""
-        result: tuple[torch.Tensor, torch.Tensor] = self.head.embed(self.backbone(x, mask))
-        return result
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        out: torch.Tensor = self.head(self.backbone(x, mask))
-        return out
 
 
 def build_ras_face(config: RasFaceConfig, input_dims: Mapping[str, int]) -> RasFaceModel:

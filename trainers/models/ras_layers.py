@@ -89,3 +89,22 @@ class RasHead(nn.Module):  # type: ignore[misc]
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.out(self.body(x))
         return out
+
+
+class BackboneWithHead(nn.Module):  # type: ignore[misc]
+    """A sequence model as RAS builds it: a ``backbone`` (batch, time, hidden) then a :class:`RasHead`
+    (``self.head``). Subclasses define ``backbone``; ``embed`` exports the head's pre-output vector."""
+
+    head: RasHead
+
+    def backbone(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def embed(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(embedding, prediction)`` per step (the embedding is the head's pre-output vector)."""
+        result: tuple[torch.Tensor, torch.Tensor] = self.head.embed(self.backbone(x, mask))
+        return result
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        out: torch.Tensor = self.head(self.backbone(x, mask))
+        return out
