@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from affectcache.store.pipelines.demo import run_demo
-from affectcache.trainers.demo import train_demo_fusion, train_demo_head
+from affectcache.trainers.demo import train_demo_fusion, train_demo_head, write_demo_submission
+from affectcache.trainers.submission import read_template
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -39,3 +40,22 @@ def test_demo_heads_train_predict_and_score(tmp_path: Path) -> None:
     assert np.isfinite(fused.held_out["va_score"])
     assert fs.videos("pred-raav") == result.manifest.ids()
     assert (fused.run_dir / "contributions" / "summary.json").exists()
+    # The audio head feeds a frame stream of the reliability gate and the window tokens.
+    assert fused.contributions is not None
+    assert {label: sorted(shares) for label, shares in fused.contributions.items()} == {
+        label: ["audio", "audio-frames", "face"] for label in ("valence", "arousal")}
+    assert "; arousal ablation share face " in fused.summary()
+
+    line = write_demo_submission(fs, result.manifest, tmp_path)
+    test_videos = [item.video_id for item in result.manifest.items if item.split == "test"]
+    template = tmp_path / "submission" / "abaw_template.txt"
+    rows = read_template(template)
+    expected = [(v, int(f) + 1) for v in test_videos for f in fs.read("labels/valence", v).frame]
+    assert rows == expected
+    submitted = (tmp_path / "submission" / "pred-raav.txt").read_text().splitlines()
+    assert [r.split(",")[0] for r in submitted[1:]] == [f"{v}/{n:05d}.jpg" for v, n in expected]
+    first = fs.read("pred-raav", test_videos[0]).values[0, :2]
+    np.testing.assert_allclose([float(x) for x in submitted[1].split(",")[1:]], np.clip(first, -1, 1),
+                               atol=1e-6)
+    assert line.startswith(f"{tmp_path / 'submission' / 'pred-raav.txt'} ({len(expected)} rows, "
+                           f"{len(test_videos)} test videos")
