@@ -145,3 +145,33 @@ def test_chunk_tokens_are_means_of_valid_rows() -> None:
     tokens, ok = _chunk_tokens(x * valid.unsqueeze(-1), valid, 4)
     assert ok.tolist() == [[True, True, False, True]]
     assert tokens[0, :, 0].tolist() == [0.5, 3.0, 0.0, 6.5]
+
+
+def test_raav_audio_head_as_gate_stream_and_tokens(va_store: tuple[Path, Path], tmp_path: Path) -> None:
+    """The demo layout: the audio modality feeds a gate stream and the window tokens. The two streams share
+    one loaded array and one gather, and per-frame audio lifts arousal well above the tokens-only model."""
+    import torch
+
+    from affectcache.trainers.fusion.tasks import _chunk_tokens
+
+    fs, manifest = _open(va_store)
+    config = get_model_spec("raav").config_type.from_dict({
+        "frame_modalities": ["face", "audio-frames"], "frame_input_dims": [], "priors": [0.85, 0.15],
+        "input_modalities": ["pred-face", "pred-audio", "pred-audio"], "hidden": 16, "heads": 2,
+        "epochs": 12, "lr": 1e-2, "bootstrap_resamples": 50})
+    ids = [it.video_id for it in manifest if it.split == "train"]
+    task = make_task(config, fs, {"train": load_clock(fs, ("valence", "arousal"), ids, manifest=manifest)})
+    assert sorted(task.values) == ["pred-audio", "pred-face"]  # one array per store modality
+    batch = next(iter(task.train_batches(1, torch.Generator().manual_seed(0))))["batch"]
+    tokens, ok = _chunk_tokens(batch.inputs["audio-frames"], batch.valid["audio-frames"], 4)
+    torch.testing.assert_close(batch.inputs["audio"], tokens)
+    assert torch.equal(batch.valid["audio"], ok)
+
+    run = train_va("raav", fs, manifest, tmp_path / "raav", config=config)
+    assert run.record["input_dims"] == {"face": 3, "audio-frames": 3, "audio": 3}
+    val = run.record["results"]["val"]
+    assert val["ccc_valence"]["value"] > 0.9
+    assert val["ccc_arousal"]["value"] > 0.8
+    shares = run.record["contributions"]["ablation_share"]
+    assert shares["arousal"]["audio-frames"] > shares["arousal"]["face"]
+    assert shares["valence"]["face"] > shares["valence"]["audio-frames"]

@@ -69,10 +69,12 @@ class FusionWindowTask(VATask):
         self.device = torch.device(config.device)
         self.clocks = dict(clocks)
         every = list(dict.fromkeys(v for clock in clocks.values() for v in clock.video_ids))
-        self.inputs: dict[str, InputModality] = {
-            stream: load_input(fs, modality, every, None)
-            for stream, modality in zip(config.streams(), config.input_names(), strict=True)}
-        values = {s: torch.from_numpy(np.ascontiguousarray(inp.matrix())) for s, inp in self.inputs.items()}
+        # Streams that read one store modality (the demo's audio head feeds a frame stream and the tokens)
+        # share its arrays, its alignment and each batch's gather.
+        self.sources: dict[str, str] = dict(zip(config.streams(), config.input_names(), strict=True))
+        loaded = {m: load_input(fs, m, every, None) for m in dict.fromkeys(self.sources.values())}
+        self.inputs: dict[str, InputModality] = {s: loaded[m] for s, m in self.sources.items()}
+        values = {m: torch.from_numpy(np.ascontiguousarray(inp.matrix())) for m, inp in loaded.items()}
         total = sum(v.numel() * v.element_size() for v in values.values())
         fits = _fits(torch.empty(total, dtype=torch.uint8), self.device)
         self.storage = self.device if fits else torch.device("cpu")
@@ -104,13 +106,17 @@ class FusionWindowTask(VATask):
     def _prepare(self, clock: FrameClock) -> FusionView:
         cfg = self.config
         index, valid = {}, {}
-        for stream, source in self.inputs.items():
-            aligned = align_frame_input(source, clock, max_fill_s=cfg.max_fill_s)
-            usable = aligned.valid & (cfg.fill_missing | ~aligned.filled)
-            index[stream] = self._index(aligned.index)
-            valid[stream] = self._tensor(usable)
+        for modality in dict.fromkeys(self.sources.values()):
+            aligned = align_frame_input(self.inputs[self._first_stream(modality)], clock,
+                                        max_fill_s=cfg.max_fill_s)
+            index[modality] = self._index(aligned.index)
+            valid[modality] = self._tensor(aligned.valid & (cfg.fill_missing | ~aligned.filled))
         return FusionView(clock=clock, windows=frame_windows(clock, window=cfg.window, hop=cfg.hop),
-                          index=index, valid=valid)
+                          index={s: index[m] for s, m in self.sources.items()},
+                          valid={s: valid[m] for s, m in self.sources.items()})
+
+    def _first_stream(self, modality: str) -> str:
+        return next(s for s, m in self.sources.items() if m == modality)
 
     def _batch(self, view: FusionView, rows: npt.NDArray[np.int64], pad: npt.NDArray[np.bool_],
                drop: str | None = None) -> FusionBatch:
@@ -118,10 +124,15 @@ class FusionWindowTask(VATask):
         r_store, r_dev = self._index(rows), self._tensor(rows)
         inputs, valid = {}, {}
         tokens = self.config.token_streams()
-        for s, values in self.values.items():
-            v = view.valid[s][r_dev] & mask
-            x = values[view.index[s][r_store]].to(self.device, non_blocking=True).float()
-            x = x * v.unsqueeze(-1).to(x.dtype)
+        gathered: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for s, modality in self.sources.items():
+            if modality not in gathered:
+                v = view.valid[s][r_dev] & mask
+                # index_select on the flat rows: several times faster than advanced indexing on CPU.
+                flat = self.values[modality].index_select(0, view.index[s][r_store].reshape(-1))
+                x = flat.view(*rows.shape, -1).to(self.device, non_blocking=True).float()
+                gathered[modality] = (x.mul_(v.unsqueeze(-1).to(x.dtype)), v)
+            x, v = gathered[modality]
             if s in tokens:
                 x, v = _chunk_tokens(x, v, tokens[s])
             inputs[s] = x
