@@ -117,7 +117,7 @@ def run_search(model: str, spec: SearchSpec, store: str, manifest: Manifest, out
         evaluator.torch_threads = torch_threads if torch_threads is not None else (
             1 if is_dask_client(ex) else None)
         strategy.run(spec, evaluator, folder, parallel)
-    records = list(evaluator.records.values())
+    records = evaluator.in_order()
     write_results(folder, records, spec.params)
     return SearchReport(out_dir=folder, records=records, best=best_trial(records), trained=evaluator.trained)
 
@@ -177,7 +177,9 @@ class _Evaluator:
         self.torch_threads: int | None = None
         self.previous = read_trial_records(out_dir)
         self.records: dict[str, TrialRecord] = {}
-        """This search's trials, in the order they were first planned."""
+        """This search's finished trials."""
+        self.order: dict[str, None] = {}
+        """This search's trial ids in the order they were first planned (the order of the results)."""
         self.trained = 0
         self.start = time.monotonic()
         first = plan_trial(model, spec, {k: v[0] for k, v in spec.params.items()})
@@ -186,6 +188,7 @@ class _Evaluator:
 
     def __call__(self, batch: Sequence[Params]) -> list[TrialRecord]:
         plans = [plan_trial(self.model, self.spec, params) for params in batch]
+        self.order.update(dict.fromkeys(p.trial_id for p in plans))
         futures: list[Any] = []
         for plan in {p.trial_id: p for p in plans}.values():
             cached = self.records.get(plan.trial_id) or self._reusable(plan.trial_id)
@@ -205,6 +208,10 @@ class _Evaluator:
             raise
         return [self.records[p.trial_id] for p in plans]
 
+    def in_order(self) -> list[TrialRecord]:
+        """The finished trials in plan order."""
+        return [self.records[i] for i in self.order if i in self.records]
+
     def _reusable(self, trial_id: str) -> TrialRecord | None:
         record = self.previous.get(trial_id)
         if record is None or (record.status == "failed" and self.retry_failed):
@@ -221,7 +228,7 @@ class _Evaluator:
     def _finish(self, record: TrialRecord) -> None:
         write_trial_record(self.out_dir, record)
         self.records[record.trial_id] = record
-        write_results(self.out_dir, self.records.values(), self.spec.params)
+        write_results(self.out_dir, self.in_order(), self.spec.params)
         left = max(self.planned - len(self.records), 0)
         scores = " ".join(f"{k.removeprefix('val_ccc_')} {v:.4f}" for k, v in record.scores.items())
         line = (f"trial {record.trial_id} {record.status}"
