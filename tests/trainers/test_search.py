@@ -49,8 +49,8 @@ def test_grid_expands_every_combination_in_order_and_bad_specs_are_refused() -> 
     STRATEGIES.get("grid").run(spec, lambda batch: seen.append(list(batch)) or [], Path("."), 2)
     assert seen == [combos]  # one batch: every trial can run at once
     for bad, message in (({"params": {}}, "params must map"), ({"params": {"lr": []}}, "non-empty list"),
-                         ({"params": {"lr": [1, 1]}}, "repeat"), ({"strategy": "random", "params": {"lr": [1]}},
-                                                                 "strategy must be one of"),
+                         ({"params": {"lr": [1, 1]}}, "repeat"),
+                         ({"strategy": "random", "params": {"lr": [1]}}, "strategy must be one of"),
                          ({"base": {"lr": 1}, "params": {"lr": [1, 2]}}, "both in base and params"),
                          ({"params": {"lr": [1]}, "sweep": 1}, "unknown keys")):
         with pytest.raises(ConfigError, match=message):
@@ -62,10 +62,13 @@ def test_trial_ids_are_deterministic_and_follow_the_config() -> None:
                                  "params": {"lr": [1e-3, 3e-3]}})
     a, b = plan_trial("ras-face", spec, {"lr": 1e-3}), plan_trial("ras-face", spec, {"lr": 3e-3})
     assert a.trial_id == plan_trial("ras-face", spec, {"lr": 1e-3}).trial_id
-    assert a.trial_id != b.trial_id and a.trial_id.startswith("ras-face-")
-    assert a.config is not None and a.config.lr == 1e-3  # type: ignore[attr-defined]
+    assert a.trial_id != b.trial_id
+    assert a.trial_id.startswith("ras-face-")
+    assert a.config is not None
+    assert a.config.lr == 1e-3
     bad = plan_trial("ras-face", spec, {"n_heads": 3})  # 16 hidden units are not divisible by 3 heads
-    assert bad.config is None and "divisible" in str(bad.error)
+    assert bad.config is None
+    assert "divisible" in str(bad.error)
 
 
 def test_greedy_sweeps_one_parameter_at_a_time_and_keeps_the_best() -> None:
@@ -104,6 +107,49 @@ def test_greedy_sweeps_one_parameter_at_a_time_and_keeps_the_best() -> None:
     assert batches[1] == [{"a": 2, "b": 0}, {"a": 2, "b": 1}]
 
 
+def test_tpe_runs_n_trials_in_batches_and_continues_its_journal(tmp_path: Path) -> None:
+    pytest.importorskip("optuna")
+    evaluated: list[dict[str, Any]] = []
+
+    def evaluate(batch: Sequence[dict[str, Any]]) -> list[TrialRecord]:
+        assert len(batch) <= 2
+        evaluated.extend(batch)
+        return [TrialRecord(trial_id=json.dumps(p), params=dict(p), status="done",
+                            scores={"val_ccc_mean": -abs(p["lr"] - 0.01) - 0.01 * p["w"][0]}) for p in batch]
+
+    spec = SearchSpec.from_dict({"strategy": "tpe", "n_trials": 5, "seed": 3,
+                                 "params": {"lr": [0.001, 0.01, 0.1], "w": [[1, 2], [3, 4]]}})
+    tpe = STRATEGIES.get("tpe")
+    tpe.run(spec, evaluate, tmp_path, 2)
+    assert len(evaluated) == 5
+    assert (tmp_path / "optuna.journal").exists()
+    assert all(p["lr"] in (0.001, 0.01, 0.1) and p["w"] in ([1, 2], [3, 4]) for p in evaluated)
+    tpe.run(spec, evaluate, tmp_path, 2)  # the study is complete: nothing more is asked
+    assert len(evaluated) == 5
+    # A trial asked by a search killed before telling it is evaluated first when the search resumes.
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    study = optuna.load_study(study_name="search", storage=JournalStorage(
+        JournalFileBackend(str(tmp_path / "optuna.journal"))))
+    orphan = study.ask()
+    lr = json.loads(orphan.suggest_categorical("lr", [json.dumps(v) for v in (0.001, 0.01, 0.1)]))
+    w = json.loads(orphan.suggest_categorical("w", [json.dumps(v) for v in ([1, 2], [3, 4])]))
+    more = SearchSpec.from_dict({**spec.to_dict(), "n_trials": 6})
+    tpe.run(more, evaluate, tmp_path, 2)
+    assert evaluated[5:] == [{"lr": lr, "w": w}]
+
+
+def test_tpe_without_optuna_is_refused_naming_the_extra(va_store: tuple[Path, Path], tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna raises ImportError
+    spec = SearchSpec.from_dict({"strategy": "tpe", "base": {"input_modality": "face-emb"},
+                                 "params": {"lr": [1e-3]}})
+    with pytest.raises(ConfigError, match=r"affectcache\[optuna\]"):
+        run_search("ras-face", spec, str(va_store[0]), load_manifest(va_store[1]), tmp_path / "s", workers=0)
+    assert not (tmp_path / "s").exists()
+
+
 def _search(tmp_path: Path, va_store: tuple[Path, Path], params: dict[str, Any], name: str = "search",
             **kwargs: Any) -> search_run.SearchReport:
     spec = SearchSpec.from_dict({"base": {k: v for k, v in FACE.items() if k not in params},
@@ -132,13 +178,16 @@ def test_search_records_failed_trials_resumes_and_refuses_another_grid(
         assert math.isclose(float(row["val_ccc_mean"]),
                             (float(row["val_ccc_valence"]) + float(row["val_ccc_arousal"])) / 2)
         run = json.loads((out / "trials" / row["trial_id"] / "run.json").read_text())
-        assert run["status"] == "done" and run["model"] == "ras-face"
+        assert run["status"] == "done"
+        assert run["model"] == "ras-face"
         assert run["config"]["lr"] == json.loads(row["lr"])
     best = json.loads((out / "best_trial.json").read_text())
-    assert best["n_done"] == 2 and best["n_failed"] == 6
+    assert best["n_done"] == 2
+    assert best["n_failed"] == 6
     assert best["best"]["trial_id"] == max(done, key=lambda r: float(r["val_ccc_mean"]))["trial_id"]
     assert (out / best["best"]["config_file"]).exists()
-    assert len(lines) == 8 and lines[-1].endswith("0 trial(s) left)")
+    assert len(lines) == 8
+    assert lines[-1].endswith("0 trial(s) left)")
 
     # A rerun trains nothing and writes the same results.
     before = (out / "search_results.csv").read_text()
@@ -149,7 +198,8 @@ def test_search_records_failed_trials_resumes_and_refuses_another_grid(
     with pytest.raises(ConfigError, match="holds another search"):
         _search(tmp_path, va_store, {"lr": [3e-3]})
     replaced = _search(tmp_path, va_store, {"lr": [3e-3]}, overwrite=True)
-    assert [r.status for r in replaced.records] == ["done"] and replaced.trained == 1
+    assert [r.status for r in replaced.records] == ["done"]
+    assert replaced.trained == 1
     assert not any((out / "trials" / r["trial_id"]).exists() for r in rows if r["status"] == "failed")
 
 
@@ -207,9 +257,11 @@ def test_killed_search_resumes_without_retraining(va_store: tuple[Path, Path], t
               "epochs"]
     got = [{k: r[k] for k in scores} for r in _rows(out / "search_results.csv")]
     want = [{k: r[k] for k in scores} for r in _rows(reference / "search_results.csv")]
-    assert got == want and len(got) == 3
+    assert got == want
+    assert len(got) == 3
 
 
+@pytest.mark.slow
 def test_cli_search_on_a_two_worker_local_cluster(va_store: tuple[Path, Path], tmp_path: Path) -> None:
     from affectcache.cli.main import app
 
@@ -224,7 +276,8 @@ def test_cli_search_on_a_two_worker_local_cluster(va_store: tuple[Path, Path], t
                                  "--out", str(out), "--workers", "2"])
     assert result.exit_code == 0, result.output
     assert "2 trial(s): 2 done, 0 failed, 2 trained now" in result.output
-    assert result.output.count("trial ras-face-") == 2 and "best: ras-face-" in result.output
+    assert result.output.count("trial ras-face-") == 2
+    assert "best: ras-face-" in result.output
     rows = _rows(out / "search_results.csv")
     assert [json.loads(r["lr"]) for r in rows] == [3e-3, 1e-2]
     # The trials ran with one torch thread each on the workers (recorded nowhere else: check they ran).
@@ -232,8 +285,10 @@ def test_cli_search_on_a_two_worker_local_cluster(va_store: tuple[Path, Path], t
 
     refused = runner.invoke(app, ["search", "ras-face", "--grid", str(grid), "-s", store, "-m", manifest,
                                   "--out", str(out), "--workers", "1", "--scheduler", "tcp://nowhere:1"])
-    assert refused.exit_code == 2 and "either --workers or --scheduler" in refused.output
+    assert refused.exit_code == 2
+    assert "either --workers or --scheduler" in refused.output
     grid.write_text(yaml.safe_dump({"strategy": "greedy", "params": {"no_such_field": [1]}}))
     refused = runner.invoke(app, ["search", "ras-face", "--grid", str(grid), "-s", store, "-m", manifest,
                                   "--out", str(tmp_path / "other")])
-    assert refused.exit_code == 2 and "no_such_field" in refused.output
+    assert refused.exit_code == 2
+    assert "no_such_field" in refused.output
