@@ -25,6 +25,9 @@ Measured:
      and one audio decode resampled to 16 and 48 kHz vs a decode per rate.
   9. trainers (``benchmarks/bench_trainers.py``): a ras-face epoch through the loop vs a bare PyTorch loop,
      and the ras-face views of Aff-Wild2-like inputs vs ``FeatureStore.load`` of them.
+ 10. hyperparameter search (``benchmarks/bench_search.py``): a 16-trial ras-face grid on a 2-worker local
+     Dask cluster vs the same trials one after another in one process (``--gpu``: trials on CUDA,
+     trials/hour).
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from bench_trainers import bench_trainers  # benchmarks/ is on sys.path when run as a script
+from bench_search import bench_search  # benchmarks/ is on sys.path when run as a script
+from bench_trainers import bench_trainers
 from store_scale import bench_store_scale
 from timing import best_of
 
@@ -797,6 +801,7 @@ def main() -> None:
         results += bench_language(args.out, args.repeat, gpu=args.gpu)
         results += bench_visual(args.out, args.repeat, gpu=args.gpu)
         results += bench_trainers(args.repeat, gpu=args.gpu, n_videos=args.trainer_videos)
+        results += bench_search(args.out, gpu=args.gpu)
         if not args.skip_rss:
             results += bench_rss(args.out)
     width = max(len(r["benchmark"]) for r in results)
