@@ -92,7 +92,8 @@ def _spec(n_trials: int, epochs: int, gpu: bool) -> Any:
                             "epochs": epochs, "train_on_filled": True, "bootstrap_resamples": 50,
                             "early_stop_patience": None, "device": "cuda" if gpu else "cpu"}
     base.update({"hop": 150} if gpu else {"hop": 50, "batch_size": 8})
-    fixed = {"lr": 1e-3, "hidden": 32, "dropout": 0.1, "n_layers": 1, "window": 100}
+    fixed = ({"lr": 1e-4, "hidden": 256, "dropout": 0.1, "n_layers": 5, "window": 400} if gpu
+             else {"lr": 1e-3, "hidden": 32, "dropout": 0.1, "n_layers": 1, "window": 100})
     base.update({k: v for k, v in fixed.items() if k not in params})
     spec = SearchSpec.from_dict({"strategy": "grid", "base": base, "params": params})
     return spec
@@ -125,8 +126,9 @@ def bench_search(out: Path, *, n_trials: int = 16, workers: int = 2, epochs: int
     n = len(reports["sequential"].records)
     if any(r.status != "done" for rep in reports.values() for r in rep.records):
         raise SystemExit(f"some trials failed: see {root}/*/search_results.csv")
-    same = [r.scores for r in reports["sequential"].records] == [
-        r.scores for r in reports["parallel"].records]
+    # Same trials, same seeds; only the torch thread count differs (float summation order).
+    drift = max(abs(a.objective - b.objective) for a, b in zip(reports["sequential"].records,
+                                                                reports["parallel"].records, strict=True))
     where = f"{'CUDA ' + torch.cuda.get_device_name() if gpu else 'CPU'}"
     seq, par = timings["sequential"], timings["parallel"]
     return [
@@ -136,7 +138,7 @@ def bench_search(out: Path, *, n_trials: int = 16, workers: int = 2, epochs: int
         {"benchmark": f"search: {n} trials on a {workers}-worker local cluster", "seconds": par,
          "ratio": par / seq,
          "note": f"{seq / par:.2f}x faster (target >= 1.5x); {3600 * n / par:.0f} trials/h; cluster start "
-                 f"included; scores identical to the sequential run: {same}"},
+                 f"included; max |val CCC mean difference| to the sequential run {drift:.1e}"},
     ]
 
 
@@ -150,6 +152,7 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true", help="trials on CUDA (RAS face sizes); trials/hour")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     rows = bench_search(args.out, n_trials=args.trials, workers=args.workers, epochs=args.epochs,
                         gpu=args.gpu)
     for r in rows:

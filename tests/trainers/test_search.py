@@ -23,7 +23,7 @@ from affectcache.extractors.core.errors import ConfigError
 from affectcache.store.manifest import load_manifest
 from affectcache.trainers.search import run as search_run
 from affectcache.trainers.search.run import run_search
-from affectcache.trainers.search.spec import SearchSpec, plan_trial
+from affectcache.trainers.search.spec import SearchSpec, check_base, plan_trial
 from affectcache.trainers.search.strategies import STRATEGIES
 from affectcache.trainers.search.trials import TrialRecord
 
@@ -66,6 +66,10 @@ def test_trial_ids_are_deterministic_and_follow_the_config() -> None:
     assert a.trial_id.startswith("ras-face-")
     assert a.config is not None
     assert a.config.lr == 1e-3
+    with pytest.raises(ConfigError, match="not a valence/arousal model"):
+        check_base("mcdm", spec)
+    with pytest.raises(ConfigError, match="no preset 'large'"):
+        check_base("ras-face", SearchSpec.from_dict({**spec.to_dict(), "preset": "large"}))
     bad = plan_trial("ras-face", spec, {"n_heads": 3})  # 16 hidden units are not divisible by 3 heads
     assert bad.config is None
     assert "divisible" in str(bad.error)

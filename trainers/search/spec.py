@@ -151,7 +151,12 @@ def _trial_id(model: str, config: dict[str, Any]) -> str:
 
 def check_base(model: str, spec: SearchSpec) -> None:
     """Refuse a search whose fixed part is wrong for every trial: an unknown model, preset or field."""
+    from affectcache.trainers.data.config import VAConfig
+
     model_spec = get_model_spec(model)
+    if not issubclass(model_spec.config_type, VAConfig):
+        raise ConfigError(f"{model} is not a valence/arousal model; search trains VA models (ras-face, "
+                          "ras-behaviour, ras-audio, dcmmoe, dcmmoe-released, raav)")
     fields = set(model_spec.config_type().to_dict())
     unknown = sorted((set(spec.base) | set(spec.params)) - fields)
     if unknown:
