@@ -36,8 +36,8 @@ def search(
     Example:
 
     \b
-    affectcache search ras-face --grid grid.yaml -s features.zarr -m manifest.jsonl \\
-        --out runs/search-face --workers 2
+    affectcache search ras-face --grid grid.yaml -s features.zarr \\
+        -m manifest.jsonl --out runs/search-face --workers 2
     """
     import contextlib
 
