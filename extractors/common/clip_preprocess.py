@@ -22,6 +22,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     import numpy.typing as npt
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -75,14 +76,29 @@ class ClipPreprocessor:
         if self.fallback:
             pixels = self.processor(images=images, return_tensors="np")["pixel_values"]
             return np.asarray(pixels, dtype=np.float32)
-        resized = (list(_resize_pool().map(self._resized_crop, images)) if len(images) >= _POOL_FROM
-                   else [self._resized_crop(image) for image in images])
-        planes = np.stack(resized)  # (n, h, w, 3)
-        planes = np.ascontiguousarray(planes.transpose(3, 0, 1, 2))  # channel planes gather faster
+        planes = self.crops(images)
         out = np.empty((planes.shape[1], 3, *planes.shape[2:]), dtype=np.float32)
         for channel in range(3):
             out[:, channel] = self.table[channel][planes[channel]]
         return out
+
+    def crops(self, images: list[npt.NDArray[np.uint8]]) -> npt.NDArray[np.uint8]:
+        """The resized, centre-cropped images as uint8 channel planes ``(3, n, H, W)``: what
+        :meth:`normalise` turns into pixel values (not for fallback settings)."""
+        if self.fallback:
+            raise ValueError(f"CLIP preprocessing goes through the HF processor here ({self.fallback})")
+        resized = (list(_resize_pool().map(self._resized_crop, images)) if len(images) >= _POOL_FROM
+                   else [self._resized_crop(image) for image in images])
+        return np.ascontiguousarray(np.stack(resized).transpose(3, 0, 1, 2))  # planes gather faster
+
+    def normalise(self, planes: torch.Tensor) -> torch.Tensor:
+        """``(n, 3, H, W)`` float32 pixel values of :meth:`crops`' planes, on the planes' device: the
+        same table lookup as :meth:`__call__` (bit for bit), but a GPU does it after a uint8 copy, 4×
+        fewer bytes than float32 pixels, instead of the CPU that feeds it."""
+        import torch
+
+        table = torch.from_numpy(self.table).to(planes.device)
+        return torch.stack([table[channel][planes[channel].long()] for channel in range(3)], dim=1)
 
     def _resized_crop(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
         """Shortest edge to ``shortest_edge`` (the longer one truncated, as the processor does), then the
