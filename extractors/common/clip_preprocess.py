@@ -16,13 +16,17 @@ import functools
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import numpy.typing as npt
     import torch
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +39,14 @@ _POOL_FROM: Final = 8
 def _resize_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1),
                               thread_name_prefix="affectcache-resize")
+
+
+def map_images(fn: Callable[[npt.NDArray[np.uint8]], T], images: list[npt.NDArray[np.uint8]]) -> list[T]:
+    """``fn`` over ``images``, on a shared thread pool for batches big enough to pay for it (PIL resizes
+    release the GIL)."""
+    if len(images) >= _POOL_FROM:
+        return list(_resize_pool().map(fn, images))
+    return [fn(image) for image in images]
 
 
 def _setting(size: Any, key: str) -> int | None:
@@ -87,8 +99,7 @@ class ClipPreprocessor:
         :meth:`normalise` turns into pixel values (not for fallback settings)."""
         if self.fallback:
             raise ValueError(f"CLIP preprocessing goes through the HF processor here ({self.fallback})")
-        resized = (list(_resize_pool().map(self._resized_crop, images)) if len(images) >= _POOL_FROM
-                   else [self._resized_crop(image) for image in images])
+        resized = map_images(self._resized_crop, images)
         return np.ascontiguousarray(np.stack(resized).transpose(3, 0, 1, 2))  # planes gather faster
 
     def normalise(self, planes: torch.Tensor) -> torch.Tensor:
