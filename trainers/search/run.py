@@ -32,7 +32,7 @@ from affectcache.store.executors import (
     submit_task,
 )
 from affectcache.store.manifest import manifest_digest
-from affectcache.trainers.search.spec import PlannedTrial, SearchSpec, check_base, plan_trial
+from affectcache.trainers.search.spec import PlannedTrial, SearchSpec, check_base, plan_trial, trial_fields
 from affectcache.trainers.search.strategies import STRATEGIES
 from affectcache.trainers.search.trials import (
     BEST_JSON,
@@ -182,9 +182,9 @@ class _Evaluator:
         """This search's trial ids in the order they were first planned (the order of the results)."""
         self.trained = 0
         self.start = time.monotonic()
-        first = plan_trial(model, spec, {k: v[0] for k, v in spec.params.items()})
-        device = str(getattr(first.config, "device", ""))
-        self.uses_gpu = device.startswith("cuda")
+        # Trials train where the preset + base put them (a searched device is unusual; the first value).
+        device = trial_fields(model, spec, {k: v[0] for k, v in spec.params.items()}).get("device")
+        self.uses_gpu = str(device).startswith("cuda")
 
     def __call__(self, batch: Sequence[Params]) -> list[TrialRecord]:
         plans = [plan_trial(self.model, self.spec, params) for params in batch]

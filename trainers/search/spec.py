@@ -130,14 +130,20 @@ class PlannedTrial:
     """Why the config is invalid (the trial is recorded as failed without running)."""
 
 
-def plan_trial(model: str, spec: SearchSpec, params: Params) -> PlannedTrial:
-    """The config and id of the trial of ``model`` with the searched values ``params``."""
+def trial_fields(model: str, spec: SearchSpec, params: Params) -> dict[str, Any]:
+    """The config fields of a trial before parsing: the preset (or defaults), ``base``, then ``params``."""
     model_spec = get_model_spec(model)
     presets = dict(model_spec.presets or {})
     if spec.preset is not None and spec.preset not in presets:
         raise ConfigError(f"{model} has no preset {spec.preset!r}; presets: {sorted(presets)}")
     start = presets[spec.preset]() if spec.preset is not None else model_spec.config_type()
-    data = {**start.to_dict(), **spec.base, **params}
+    return {**start.to_dict(), **spec.base, **params}
+
+
+def plan_trial(model: str, spec: SearchSpec, params: Params) -> PlannedTrial:
+    """The config and id of the trial of ``model`` with the searched values ``params``."""
+    model_spec = get_model_spec(model)
+    data = trial_fields(model, spec, params)
     try:
         config = model_spec.config_type.from_dict(data)
     except ConfigError as exc:
@@ -162,4 +168,4 @@ def check_base(model: str, spec: SearchSpec) -> None:
     if unknown:
         raise ConfigError(f"{unknown} are not fields of {model}'s config; see `affectcache train "
                           f"show-config {model}`")
-    plan_trial(model, spec, {})  # the preset exists
+    trial_fields(model, spec, {})  # the preset exists
