@@ -111,8 +111,8 @@ def bench_search(out: Path, *, n_trials: int = 16, workers: int = 2, epochs: int
         raise SystemExit("--gpu: no CUDA device here")
     root = out / ("search_gpu" if gpu else "search")
     root.mkdir(parents=True, exist_ok=True)
-    store, manifest_path = write_planted_store(root, n_videos=40 if gpu else 10,
-                                               duration_s=120.0 if gpu else 30.0, dim=256 if gpu else 12)
+    store, manifest_path = write_planted_store(root, n_videos=24 if gpu else 10,
+                                               duration_s=90.0 if gpu else 30.0, dim=256 if gpu else 12)
     manifest = load_manifest(manifest_path)
     spec = _spec(n_trials, epochs, gpu)
     timings = {}
