@@ -27,7 +27,8 @@ def search(
         help="torch threads per trial (default 1 on Dask workers).")] = None,
     retry_failed: Annotated[bool, typer.Option(help="Run trials that failed in an earlier call again.")
                             ] = False,
-    overwrite: Annotated[bool, typer.Option(help="Delete a search folder that holds another search.")
+    overwrite: Annotated[bool, typer.Option(
+        help="Delete the search folder first (another search, or trials on store inputs changed since).")
                          ] = False,
 ) -> None:
     """Train one run per trial (grid, greedy one-at-a-time, or tpe) as Dask tasks; results in

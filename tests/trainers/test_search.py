@@ -207,6 +207,20 @@ def test_search_records_failed_trials_resumes_and_refuses_another_grid(
     assert not any((out / "trials" / r["trial_id"]).exists() for r in rows if r["status"] == "failed")
 
 
+def test_rerun_refuses_finished_trials_whose_store_inputs_changed(va_store: tuple[Path, Path],
+                                                                    tmp_path: Path) -> None:
+    from affectcache.store.errors import ProvenanceMismatchError
+    from affectcache.store.zarr_store import FeatureStore
+    from tests.trainers.va_store import write_inputs
+
+    params = {"lr": [3e-3], "epochs": [1]}
+    assert _search(tmp_path, va_store, params).trained == 1
+    write_inputs(FeatureStore(va_store[0]), list(load_manifest(va_store[1]).ids()), face_config="b")
+    with pytest.raises(ProvenanceMismatchError, match=r"finished trial .* other store inputs.*face-emb"):
+        _search(tmp_path, va_store, params)
+    assert _search(tmp_path, va_store, params, overwrite=True).trained == 1
+
+
 def test_a_bug_stops_the_search(va_store: tuple[Path, Path], tmp_path: Path,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(task: Any) -> TrialRecord:

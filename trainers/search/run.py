@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from affectcache.extractors.core.atomic import atomic_write_json
 from affectcache.extractors.core.errors import ConfigError
+from affectcache.store.errors import ProvenanceMismatchError
 from affectcache.store.executors import (
     InProcessExecutor,
     as_completed,
@@ -126,8 +127,8 @@ def _prepare_folder(folder: Path, identity: dict[str, Any], *, overwrite: bool) 
     marker = folder / SEARCH_JSON
     if marker.exists():
         old = json.loads(marker.read_text(encoding="utf-8"))
-        if old == identity:
-            return
+        if old == identity and not overwrite:
+            return  # the same search: resume it
         if not overwrite:
             changed = sorted(k for k in identity if old.get(k) != identity[k])
             raise ConfigError(f"{folder} holds another search ({', '.join(changed)} differ); use another "
@@ -166,6 +167,34 @@ def _cluster_slots(executor: SupportsSubmit, gpu: bool) -> int:
     return int(sum(w.get("nthreads", 1) for w in workers))
 
 
+def _check_finished_inputs(out_dir: Path, previous: dict[str, TrialRecord], store: str,
+                           manifest: Manifest) -> None:
+    """Refuse to reuse finished trials trained on store inputs that have changed since (a rebuilt input
+    modality, new labels): their scores would be compared with trials trained on the new numbers. One check
+    per distinct recorded inputs (trials of a search usually share them)."""
+    from affectcache.store.zarr_store import FeatureStore
+    from affectcache.trainers.va import check_run_inputs, read_run
+
+    seen: set[str] = set()
+    fs: FeatureStore | None = None
+    for trial_id, record in previous.items():
+        run_json = trial_dir(out_dir, trial_id) / "run.json"
+        if record.status != "done" or not run_json.exists():
+            continue
+        recorded = json.loads(run_json.read_text(encoding="utf-8"))
+        key = json.dumps([recorded.get("inputs"), recorded.get("splits")], sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        fs = fs or FeatureStore(store, read_only=True)
+        try:
+            check_run_inputs(read_run(run_json.parent), fs, manifest)
+        except ProvenanceMismatchError as exc:
+            raise ProvenanceMismatchError(
+                f"{out_dir}: finished trial {trial_id} was trained on other store inputs than the store has "
+                f"now ({exc}); rerun the search with --overwrite, or into another --out") from exc
+
+
 class _Evaluator:
     """Runs batches of trials for a strategy (the ``evaluate`` it is given)."""
 
@@ -176,6 +205,7 @@ class _Evaluator:
         self.executor: SupportsSubmit = InProcessExecutor()
         self.torch_threads: int | None = None
         self.previous = read_trial_records(out_dir)
+        _check_finished_inputs(out_dir, self.previous, store, manifest)
         self.records: dict[str, TrialRecord] = {}
         """This search's finished trials."""
         self.order: dict[str, None] = {}
