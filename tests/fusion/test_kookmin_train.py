@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from affectcache.extractors.common.pretrained import model_identity
 from affectcache.extractors.core.records import FeatureArray
@@ -21,8 +22,7 @@ from affectcache.trainers.data.clock import load_clock
 from affectcache.trainers.data.inputs import InputModality, align_window_input
 from affectcache.trainers.models import get_model_spec
 from affectcache.trainers.models.kookmin import KookminConfig, encode_region_prompts
-from affectcache.trainers.predict import predict_to_store
-from affectcache.trainers.va import evaluate_va, train_va
+from affectcache.trainers.va import evaluate_va
 from affectcache.trainers.va_tasks import make_task
 from tests.fusion.helpers import ccc
 from tests.trainers.va_store import DURATION_S, FPS, labels_of, provenance
@@ -199,11 +199,17 @@ def test_a_missing_text_tower_is_refused_clearly(kookmin_store: tuple[FeatureSto
 
 
 def test_kookmin_trains_lowers_its_loss_predicts_and_evaluates(kookmin_store: tuple[FeatureStore, Any],
+                                                              va_store: tuple[Path, Path],
                                                               tmp_path: Path) -> None:
+    from affectcache.cli.main import app
+
     fs, manifest = kookmin_store
-    config = get_model_spec("kookmin").config_type.from_dict(TINY)
-    run = train_va("kookmin", fs, manifest, tmp_path / "run", config=config)
-    record = run.record
+    store_path, manifest_path = va_store
+    common = ["-s", str(store_path), "-m", str(manifest_path)]
+    sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    result = CliRunner().invoke(app, ["train", "kookmin", *common, "-o", str(tmp_path / "run"), *sets])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["input_dims"] == {"visual": 16, "audio": 12}
     assert {"clip-face", "ast", "labels/valence", "labels/arousal"} <= set(record["inputs"])
     assert record["prompts"]["encoder"]["image_modality"] == "clip-face"
@@ -216,9 +222,12 @@ def test_kookmin_trains_lowers_its_loss_predicts_and_evaluates(kookmin_store: tu
     assert val["ccc_valence"]["value"] > 0.3
     assert val["ccc_arousal"]["value"] > 0.3
     assert set(record["contributions"]["gate"]) == {"visual", "audio"}
-    report = predict_to_store(tmp_path / "run", fs, manifest, modality="pred-kookmin", splits=["test"])
-    assert report.columns[:2] == ("valence", "arousal")
-    written = fs.load("pred-kookmin", list(report.videos))
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), *common, "--modality", "pred-kookmin",
+                                      "--split", "test"])
+    assert result.exit_code == 0, result.output
+    test_ids = [it.video_id for it in manifest if it.split == "test"]
+    written = FeatureStore(store_path).load("pred-kookmin", test_ids)
+    assert written.entry_attrs[0]["columns"][:2] == ["valence", "arousal"]
     assert written.values.shape == (int(DURATION_S * FPS), 2 + 16)
     assert np.abs(written.values[:, :2]).max() <= 1.0
     scores = evaluate_va(tmp_path / "run", fs, manifest, split="test")
@@ -226,6 +235,21 @@ def test_kookmin_trains_lowers_its_loss_predicts_and_evaluates(kookmin_store: tu
     assert saved["va_score"] == scores["va_score"]
     assert np.isfinite(scores["va_score"])
     # the test video's predictions in the store score what evaluate scored
-    clock = load_clock(fs, ("valence", "arousal"), list(report.videos), manifest=manifest)
+    clock = load_clock(fs, ("valence", "arousal"), test_ids, manifest=manifest)
     stored_ccc = ccc(written.values[:, 0][clock.target_mask], clock.targets[clock.target_mask, 0])
     assert stored_ccc == pytest.approx(scores["ccc_valence"]["value"], abs=1e-3)
+
+
+def test_demo_step_trains_kookmin_on_clip_face_and_ast(kookmin_store: tuple[FeatureStore, Any],
+                                                      tmp_path: Path) -> None:
+    from affectcache.trainers.fusion.kookmin_demo import train_demo_kookmin
+
+    fs, manifest = kookmin_store
+    threads = torch.get_num_threads()
+    head = train_demo_kookmin(fs, manifest, tmp_path, overrides={"epochs": 2, "bootstrap_resamples": 20})
+    assert torch.get_num_threads() == threads
+    assert head.input_modality == "clip-face + ast"
+    assert head.held_out["split"] == "test"
+    assert np.isfinite(head.held_out["va_score"])
+    assert fs.videos("pred-kookmin") == manifest.ids()
+    assert head.summary().startswith("on clip-face + ast: held-out (test) CCC valence")

@@ -46,10 +46,9 @@ class KookminTask(FusionWindowTask):
     config: KookminConfig
 
     def __init__(self, config: KookminConfig, fs: FeatureStore, clocks: Mapping[str, FrameClock]) -> None:
-        visual = config.input_names()[0]
-        # The image modality's identity decides the prompt encoder (read now: the store stays open).
-        self.image_provenance: dict[str, Any] = dict(fs.provenance(visual))
         super().__init__(config, fs, clocks)
+        # The image modality's identity decides the prompt encoder (read now, while the store is at hand).
+        self.image_provenance: dict[str, Any] = dict(fs.provenance(config.input_names()[0]))
 
     def _load_stream(self, fs: FeatureStore, stream: str, modality: str, video_ids: list[str],
                      ) -> InputModality:
