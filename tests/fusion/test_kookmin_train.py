@@ -253,3 +253,31 @@ def test_demo_step_trains_kookmin_on_clip_face_and_ast(kookmin_store: tuple[Feat
     assert np.isfinite(head.held_out["va_score"])
     assert fs.videos("pred-kookmin") == manifest.ids()
     assert head.summary().startswith("on clip-face + ast: held-out (test) CCC valence")
+
+
+def test_face_policy_all_reads_one_slot_and_masks_rows_without_it(
+        kookmin_store: tuple[FeatureStore, Any], clips: tuple[Path, Path]) -> None:
+    fs, manifest = kookmin_store
+    ids = [it.video_id for it in manifest]
+    fs.init_modality("clip-face", _clip_provenance(clips[0]), overwrite=True)
+    rng = np.random.default_rng(5)
+    for vid in ids:
+        t = np.arange(int(DURATION_S * FPS)) / FPS
+        values = rng.normal(size=(t.size, 2, 16)).astype(np.float32)
+        values[::2, 1] = 0.0  # the second track is absent on every other frame
+        fs.write("clip-face", FeatureArray(video_id=vid, kind="frame", values=values,
+                                           frame=np.arange(t.size), time_s=t))
+    clock = load_clock(fs, ("valence", "arousal"), ids[5:7], manifest=manifest)
+    for slot, share in ((0, 1.0), (1, 0.5)):
+        config = KookminConfig.from_dict({**TINY, "face_slot": slot, "fill_missing": False})
+        task = make_task(config, fs, {"val": clock})
+        assert task.input_dims == {"visual": 16, "audio": 12}
+        view = task._view(clock)
+        assert view.valid["visual"].float().mean().item() == pytest.approx(share, abs=0.01)
+        rows, pad = view.windows.gather_rows(np.arange(1))
+        batch = task._batch(view, rows, pad)
+        stored = fs.load("clip-face", ids[5:6]).values
+        expected = torch.from_numpy(stored[rows[0], slot]) * batch.valid["visual"][0, :, None]
+        assert torch.equal(batch.inputs["visual"][0], expected)
+    with pytest.raises(StoreError, match="holds 2 face slots per row; set face_slot below 2"):
+        make_task(KookminConfig.from_dict({**TINY, "face_slot": 2}), fs, {"val": clock})
