@@ -25,6 +25,9 @@ Measured:
      and one audio decode resampled to 16 and 48 kHz vs a decode per rate.
   9. trainers (``benchmarks/bench_trainers.py``): a ras-face epoch through the loop vs a bare PyTorch loop,
      and the ras-face views of Aff-Wild2-like inputs vs ``FeatureStore.load`` of them.
+ 10. hyperparameter search (``benchmarks/bench_search.py``): a 16-trial ras-face grid on a 2-worker local
+     Dask cluster vs the same trials one after another in one process (``--gpu``: trials on CUDA,
+     trials/hour).
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from bench_trainers import bench_gpu_heads, bench_trainers  # benchmarks/ is on sys.path when run as a script
+from bench_search import bench_search  # benchmarks/ is on sys.path when run as a script
+from bench_trainers import bench_gpu_heads, bench_trainers
 from store_scale import bench_store_scale
 from timing import best_of
 
@@ -48,7 +52,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 logger = logging.getLogger("affectcache.benchmarks")
-SECTIONS = ("cli", "mfcc", "store", "store-scale", "audio", "language", "visual", "trainers", "rss",
+SECTIONS = ("cli", "mfcc", "store", "store-scale", "audio", "language", "visual", "trainers", "search", "rss",
             "gpu-heads")
 
 
@@ -814,6 +818,7 @@ def main() -> None:
         "language": lambda: bench_language(args.out, args.repeat, gpu=args.gpu),
         "visual": lambda: bench_visual(args.out, args.repeat, gpu=args.gpu),
         "trainers": lambda: bench_trainers(args.repeat, gpu=args.gpu, n_videos=args.trainer_videos),
+        "search": lambda: bench_search(args.out, gpu=args.gpu),
         "rss": lambda: bench_rss(args.out),
         "gpu-heads": lambda: bench_gpu_heads(args.repeat),  # also part of "trainers" with --gpu
     }
