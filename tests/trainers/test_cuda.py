@@ -62,3 +62,27 @@ def test_raav_on_cuda_bf16(va_store: tuple[Path, Path], tmp_path: Path) -> None:
         "epochs": 12, "lr": 1e-2, "bootstrap_resamples": 50, "device": "cuda", "amp": "bf16"})
     run = train_va("raav", fs, manifest, tmp_path / "raav", config=config)
     assert run.record["results"]["val"]["ccc_valence"]["value"] > 0.9
+
+
+def test_kookmin_on_cuda_bf16_encodes_prompts_trains_and_predicts(va_store: tuple[Path, Path],
+                                                                  tmp_path: Path) -> None:
+    from affectcache.extractors.testing.visual_standins import tiny_clip
+    from affectcache.trainers.models.kookmin import encode_region_prompts
+    from tests.fusion.test_kookmin_train import TINY, _clip_provenance, _write_streams
+
+    fs, manifest = _open(va_store)
+    clip = tiny_clip(tmp_path / "clip")
+    _write_streams(fs, [it.video_id for it in manifest], clip)
+    config = get_model_spec("kookmin").config_type.from_dict({**TINY, "device": "cuda", "amp": "bf16"})
+    run = train_va("kookmin", fs, manifest, tmp_path / "kookmin", config=config)
+    val = run.record["results"]["val"]
+    assert val["ccc_valence"]["value"] > 0.3
+    assert val["ccc_arousal"]["value"] > 0.3
+    bank = load_checkpoint(tmp_path / "kookmin" / "best.pt")["model"]["prompt_embeddings"]
+    encoded = encode_region_prompts(config, _clip_provenance(clip))
+    expected = torch.nn.functional.normalize(encoded, dim=-1)
+    assert bank.device.type == "cpu"
+    assert torch.allclose(bank, expected, atol=1e-5)  # encoded once at set-up, carried by the checkpoint
+    report = predict_to_store(tmp_path / "kookmin", fs, manifest, modality="pred-kookmin")
+    values = fs.read("pred-kookmin", report.videos[0]).values
+    assert np.isfinite(values).all()

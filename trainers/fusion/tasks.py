@@ -2,8 +2,9 @@
 
 Each stream's store modality (a frame modality written by ``affectcache predict``: predictions ‖ the
 head's embedding per label frame) is loaded once and put on the split's frame clock *by index* with part
-1's nearest-valid rule (:func:`~affectcache.trainers.data.inputs.align_frame_input`); when
-``fill_missing`` is off, frames without their own row are zeros and masked for that stream. Examples are
+1's nearest-valid rule (:func:`~affectcache.trainers.data.inputs.align_frame_input`; window rows such as
+AST's are expanded to the frames they cover, :func:`~affectcache.trainers.data.inputs.align_window_input`);
+when ``fill_missing`` is off, frames without their own row are zeros and masked for that stream. Examples are
 part 1's frame windows (:func:`~affectcache.trainers.data.views.frame_windows`); a batch becomes a
 :class:`~affectcache.trainers.models.fusion_batch.FusionBatch` and the model's own ``loss`` is used.
 Frame outputs are the overlap mean of the windows, frames no window reaches take the nearest predicted
@@ -28,7 +29,13 @@ import numpy.typing as npt
 import torch
 
 from affectcache.trainers.data.clock import FrameClock
-from affectcache.trainers.data.inputs import InputModality, align_frame_input, load_input
+from affectcache.trainers.data.inputs import (
+    ClockInput,
+    InputModality,
+    align_frame_input,
+    align_window_input,
+    load_input,
+)
 from affectcache.trainers.data.views import Windows, fill_nearest, frame_windows
 from affectcache.trainers.models.fusion_batch import FusionBatch, FusionOutput
 from affectcache.trainers.va_tasks import EVAL_BATCH_FACTOR, TASKS, FramePredictions, VATask, _fits
@@ -70,7 +77,7 @@ class FusionWindowTask(VATask):
         self.clocks = dict(clocks)
         every = list(dict.fromkeys(v for clock in clocks.values() for v in clock.video_ids))
         self.inputs: dict[str, InputModality] = {
-            stream: load_input(fs, modality, every, None)
+            stream: self._load_stream(fs, stream, modality, every)
             for stream, modality in zip(config.streams(), config.input_names(), strict=True)}
         values = {s: torch.from_numpy(np.ascontiguousarray(inp.matrix())) for s, inp in self.inputs.items()}
         total = sum(v.numel() * v.element_size() for v in values.values())
@@ -93,6 +100,11 @@ class FusionWindowTask(VATask):
         if len(self.train_windows) == 0:
             raise ValueError(f"no {config.train_split} window has a labelled frame")
 
+    def _load_stream(self, fs: FeatureStore, stream: str, modality: str, video_ids: list[str],
+                     ) -> InputModality:
+        """The store modality feeding ``stream`` (every column)."""
+        return load_input(fs, modality, video_ids, None)
+
     @property
     def input_width(self) -> int:
         return sum(self.input_dims.values())
@@ -105,7 +117,7 @@ class FusionWindowTask(VATask):
         cfg = self.config
         index, valid = {}, {}
         for stream, source in self.inputs.items():
-            aligned = align_frame_input(source, clock, max_fill_s=cfg.max_fill_s)
+            aligned = align_input(source, clock, max_fill_s=cfg.max_fill_s)
             usable = aligned.valid & (cfg.fill_missing | ~aligned.filled)
             index[stream] = self._index(aligned.index)
             valid[stream] = self._tensor(usable)
@@ -245,6 +257,14 @@ def write_contributions(task: FusionWindowTask, model: torch.nn.Module, clock: F
         plot_contributions(full, i, maps, run_dir / "plots" / "contributions" / f"{vid}.png",
                            title="gate weight" if gates else "ablation effect")
     return summary
+
+
+def align_input(source: InputModality, clock: FrameClock, *, max_fill_s: float | None) -> ClockInput:
+    """A stream on the frame clock by index: frame rows by the nearest-valid rule, window/segment rows
+    (``start_s``/``end_s``) expanded to the frames they cover."""
+    if source.packed.kind == "frame":
+        return align_frame_input(source, clock, max_fill_s=max_fill_s)
+    return align_window_input(source, clock, max_fill_s=max_fill_s)
 
 
 def _chunk_tokens(x: torch.Tensor, valid: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
