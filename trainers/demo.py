@@ -67,13 +67,16 @@ class DemoHead:
                 f"predictions -> {self.prediction_modality}; run {self.run_dir}")
 
 
-def _input_of(name: str, fs: FeatureStore) -> str:
-    if name != "ras-face":
-        return "wavlm-frames"
+def face_input(fs: FeatureStore) -> str:
+    """The first of :data:`FACE_INPUTS` the store has."""
     for modality in FACE_INPUTS:
         if modality in fs.modalities():
             return modality
     raise LookupError(f"the demo store has none of {list(FACE_INPUTS)}; build the demo first")
+
+
+def _input_of(name: str, fs: FeatureStore) -> str:
+    return face_input(fs) if name == "ras-face" else "wavlm-frames"
 
 
 def train_demo_head(name: str, fs: FeatureStore, manifest: Manifest, out_dir: Path, *,

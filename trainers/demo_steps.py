@@ -35,5 +35,6 @@ def preference_step(label: str = "arousal", thresholds: tuple[float, ...] = (0.1
 def demo_training_steps() -> list[DemoStep]:
     """Every trainer's demo step, in order."""
     from affectcache.trainers.demo import va_demo_steps
+    from affectcache.trainers.fusion.kookmin_demo import kookmin_demo_step
 
-    return [preference_step(), *va_demo_steps()]
+    return [preference_step(), *va_demo_steps(), kookmin_demo_step()]

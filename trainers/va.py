@@ -159,6 +159,7 @@ def train_va(name: str, fs: FeatureStore, manifest: Manifest, out_dir: str | Pat
     seed_everything(config.seed)
     task = make_task(config, fs, clocks)
     model = spec.build(config, task.input_dims).to(config.device)
+    record.update(task.init_model(model))
     record["input_width"] = task.input_width
     record["input_dims"] = dict(task.input_dims)
     record["n_parameters"] = int(sum(p.numel() for p in model.parameters()))

@@ -173,6 +173,11 @@ class VATask(abc.ABC):
                 ) -> FramePredictions:
         """Frame outputs (and embeddings) of ``model`` on every frame of ``clock``."""
 
+    def init_model(self, model: torch.nn.Module) -> dict[str, Any]:
+        """Set up a freshly built model before training (Kookmin: its prompt bank, from the store's
+        provenance); returns what goes into run.json (nothing by default)."""
+        return {}
+
     def write_run_extras(self, model: torch.nn.Module, clock: FrameClock, run_dir: Path) -> dict[str, Any]:
         """Task-specific outputs of a finished run on the validation clock (fusion: contribution maps);
         returns what goes into run.json (nothing by default)."""

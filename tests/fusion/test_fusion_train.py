@@ -161,7 +161,8 @@ def test_raav_audio_head_as_gate_stream_and_tokens(va_store: tuple[Path, Path], 
         "epochs": 12, "lr": 1e-2, "bootstrap_resamples": 50})
     ids = [it.video_id for it in manifest if it.split == "train"]
     task = make_task(config, fs, {"train": load_clock(fs, ("valence", "arousal"), ids, manifest=manifest)})
-    assert sorted(task.values) == ["pred-audio", "pred-face"]  # one array per store modality
+    assert task.sources == {"face": "face", "audio-frames": "audio-frames", "audio": "audio-frames"}
+    assert sorted(task.values) == ["audio-frames", "face"]  # one array per store modality
     batch = next(iter(task.train_batches(1, torch.Generator().manual_seed(0))))["batch"]
     tokens, ok = _chunk_tokens(batch.inputs["audio-frames"], batch.valid["audio-frames"], 4)
     torch.testing.assert_close(batch.inputs["audio"], tokens)

@@ -4,6 +4,9 @@
   packed row it takes (the nearest valid row, Team RAS's fill rule, within ``max_fill_s``), whether that
   is usable, and whether it was *filled* (the clock frame has no row of its own within half a frame).
   Batches gather ``values[index[rows]]``; nothing is materialised on the clock.
+  :func:`align_window_input` does the same for window rows (``start_s``/``end_s``, e.g. AST's 4 s
+  windows): a frame takes the window that covers it (the one whose centre is nearest when windows
+  overlap); a frame no valid window covers is *filled* from the nearest valid window.
 * :func:`load_input`: the packed modality plus its column range (e.g. GRADA's 256-d embedding out of the
   266 stored values).
 """
@@ -124,4 +127,47 @@ def align_frame_input(source: InputModality, clock: FrameClock, *, max_fill_s: f
         # A frame owns the rows in [t - half, t + half): each source row belongs to one clock frame.
         offset = times[src][pick] - clock.time_s[dst]
         filled[dst] = ~((offset >= -half_frame - 1e-9) & (offset < half_frame - 1e-9))
+    return ClockInput(source=source, index=index, valid=valid, filled=filled)
+
+
+WINDOW_CHUNK = 4096
+"""Clock frames compared with a video's windows at once (bounds the (frames, windows) matrix)."""
+
+
+def align_window_input(source: InputModality, clock: FrameClock, *, max_fill_s: float | None) -> ClockInput:
+    """Expand window rows (``start_s``/``end_s``) to the clock frames they cover, by index.
+
+    A frame at ``t`` takes the valid window with ``start_s <= t < end_s`` whose centre is nearest ``t``
+    (overlapping windows: every frame gets one row, no averaging of embeddings); it is ``filled`` when no
+    valid window covers it and it took the window nearest in time (distance from ``t`` to the window's
+    span), usable only within ``max_fill_s`` (None: any distance).
+    """
+    packed = source.packed
+    if "start_s" not in packed.row_arrays:
+        raise StoreError(f"{packed.modality} has {packed.kind} rows; expected windows with start_s/end_s")
+    n = clock.n_rows
+    index = np.zeros(n, dtype=np.int64)
+    valid = np.zeros(n, dtype=bool)
+    filled = np.ones(n, dtype=bool)
+    starts, ends = packed.row_arrays["start_s"], packed.row_arrays["end_s"]
+    limit = np.inf if max_fill_s is None else float(max_fill_s)
+    for i, vid in enumerate(clock.video_ids):
+        src = packed.rows(vid) if vid in packed else slice(0, 0)
+        rows = np.flatnonzero(packed.mask[src]) + src.start
+        if rows.size == 0:
+            continue
+        s, e = starts[rows], ends[rows]
+        centre = 0.5 * (s + e)
+        for lo in range(int(clock.offsets[i]), int(clock.offsets[i + 1]), WINDOW_CHUNK):
+            hi = min(lo + WINDOW_CHUNK, int(clock.offsets[i + 1]))
+            t = clock.time_s[lo:hi, None]
+            gap = np.maximum(np.maximum(s - t, t - e), 0.0)           # 0 inside [start, end]
+            inside = (s <= t) & (t < e)
+            # Covering windows first (nearest centre), then the nearest span; ties to the earlier row.
+            key = np.where(inside, -1.0 / (1.0 + np.abs(centre - t)), gap)
+            pick = np.argmin(key, axis=1)
+            own = inside[np.arange(hi - lo), pick]
+            index[lo:hi] = rows[pick]
+            filled[lo:hi] = ~own
+            valid[lo:hi] = own | (gap[np.arange(hi - lo), pick] <= limit)
     return ClockInput(source=source, index=index, valid=valid, filled=filled)

@@ -2,8 +2,9 @@
 
 Each stream's store modality (a frame modality written by ``affectcache predict``: predictions ‖ the
 head's embedding per label frame) is loaded once and put on the split's frame clock *by index* with part
-1's nearest-valid rule (:func:`~affectcache.trainers.data.inputs.align_frame_input`); when
-``fill_missing`` is off, frames without their own row are zeros and masked for that stream. Examples are
+1's nearest-valid rule (:func:`~affectcache.trainers.data.inputs.align_frame_input`; window rows such as
+AST's are expanded to the frames they cover, :func:`~affectcache.trainers.data.inputs.align_window_input`);
+when ``fill_missing`` is off, frames without their own row are zeros and masked for that stream. Examples are
 part 1's frame windows (:func:`~affectcache.trainers.data.views.frame_windows`); a batch becomes a
 :class:`~affectcache.trainers.models.fusion_batch.FusionBatch` and the model's own ``loss`` is used.
 Frame outputs are the overlap mean of the windows, frames no window reaches take the nearest predicted
@@ -28,7 +29,13 @@ import numpy.typing as npt
 import torch
 
 from affectcache.trainers.data.clock import FrameClock
-from affectcache.trainers.data.inputs import InputModality, align_frame_input, load_input
+from affectcache.trainers.data.inputs import (
+    ClockInput,
+    InputModality,
+    align_frame_input,
+    align_window_input,
+    load_input,
+)
 from affectcache.trainers.data.views import Windows, fill_nearest, frame_windows
 from affectcache.trainers.models.fusion_batch import FusionBatch, FusionOutput
 from affectcache.trainers.va_tasks import EVAL_BATCH_FACTOR, TASKS, FramePredictions, VATask, _fits
@@ -69,12 +76,17 @@ class FusionWindowTask(VATask):
         self.device = torch.device(config.device)
         self.clocks = dict(clocks)
         every = list(dict.fromkeys(v for clock in clocks.values() for v in clock.video_ids))
-        # Streams that read one store modality (the demo's audio head feeds a frame stream and the tokens)
-        # share its arrays, its alignment and each batch's gather.
-        self.sources: dict[str, str] = dict(zip(config.streams(), config.input_names(), strict=True))
-        loaded = {m: load_input(fs, m, every, None) for m in dict.fromkeys(self.sources.values())}
-        self.inputs: dict[str, InputModality] = {s: loaded[m] for s, m in self.sources.items()}
-        values = {m: torch.from_numpy(np.ascontiguousarray(inp.matrix())) for m, inp in loaded.items()}
+        self._loaded: dict[str, InputModality] = {}
+        self.inputs: dict[str, InputModality] = {
+            stream: self._load_stream(fs, stream, modality, every)
+            for stream, modality in zip(config.streams(), config.input_names(), strict=True)}
+        # Streams given one loaded source (the base loader gives one per store modality: the demo's audio
+        # head feeds a frame stream and the tokens) share its array, its alignment and each batch's gather;
+        # sources maps each stream to the first stream with its source.
+        first: dict[int, str] = {}
+        self.sources: dict[str, str] = {s: first.setdefault(id(inp), s) for s, inp in self.inputs.items()}
+        values = {k: torch.from_numpy(np.ascontiguousarray(self.inputs[k].matrix()))
+                  for k in dict.fromkeys(self.sources.values())}
         total = sum(v.numel() * v.element_size() for v in values.values())
         fits = _fits(torch.empty(total, dtype=torch.uint8), self.device)
         self.storage = self.device if fits else torch.device("cpu")
@@ -95,6 +107,13 @@ class FusionWindowTask(VATask):
         if len(self.train_windows) == 0:
             raise ValueError(f"no {config.train_split} window has a labelled frame")
 
+    def _load_stream(self, fs: FeatureStore, stream: str, modality: str, video_ids: list[str],
+                     ) -> InputModality:
+        """The store modality feeding ``stream`` (every column), loaded once per modality."""
+        if modality not in self._loaded:
+            self._loaded[modality] = load_input(fs, modality, video_ids, None)
+        return self._loaded[modality]
+
     @property
     def input_width(self) -> int:
         return sum(self.input_dims.values())
@@ -106,17 +125,13 @@ class FusionWindowTask(VATask):
     def _prepare(self, clock: FrameClock) -> FusionView:
         cfg = self.config
         index, valid = {}, {}
-        for modality in dict.fromkeys(self.sources.values()):
-            aligned = align_frame_input(self.inputs[self._first_stream(modality)], clock,
-                                        max_fill_s=cfg.max_fill_s)
-            index[modality] = self._index(aligned.index)
-            valid[modality] = self._tensor(aligned.valid & (cfg.fill_missing | ~aligned.filled))
+        for key in dict.fromkeys(self.sources.values()):
+            aligned = align_input(self.inputs[key], clock, max_fill_s=cfg.max_fill_s)
+            index[key] = self._index(aligned.index)
+            valid[key] = self._tensor(aligned.valid & (cfg.fill_missing | ~aligned.filled))
         return FusionView(clock=clock, windows=frame_windows(clock, window=cfg.window, hop=cfg.hop),
-                          index={s: index[m] for s, m in self.sources.items()},
-                          valid={s: valid[m] for s, m in self.sources.items()})
-
-    def _first_stream(self, modality: str) -> str:
-        return next(s for s, m in self.sources.items() if m == modality)
+                          index={s: index[k] for s, k in self.sources.items()},
+                          valid={s: valid[k] for s, k in self.sources.items()})
 
     def _batch(self, view: FusionView, rows: npt.NDArray[np.int64], pad: npt.NDArray[np.bool_],
                drop: str | None = None) -> FusionBatch:
@@ -125,14 +140,14 @@ class FusionWindowTask(VATask):
         inputs, valid = {}, {}
         tokens = self.config.token_streams()
         gathered: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        for s, modality in self.sources.items():
-            if modality not in gathered:
+        for s, key in self.sources.items():
+            if key not in gathered:
                 v = view.valid[s][r_dev] & mask
                 # index_select on the flat rows: several times faster than advanced indexing on CPU.
-                flat = self.values[modality].index_select(0, view.index[s][r_store].reshape(-1))
+                flat = self.values[key].index_select(0, view.index[s][r_store].reshape(-1))
                 x = flat.view(*rows.shape, -1).to(self.device, non_blocking=True).float()
-                gathered[modality] = (x.mul_(v.unsqueeze(-1).to(x.dtype)), v)
-            x, v = gathered[modality]
+                gathered[key] = (x.mul_(v.unsqueeze(-1).to(x.dtype)), v)
+            x, v = gathered[key]
             if s in tokens:
                 x, v = _chunk_tokens(x, v, tokens[s])
             inputs[s] = x
@@ -256,6 +271,14 @@ def write_contributions(task: FusionWindowTask, model: torch.nn.Module, clock: F
         plot_contributions(full, i, maps, run_dir / "plots" / "contributions" / f"{vid}.png",
                            title="gate weight" if gates else "ablation effect")
     return summary
+
+
+def align_input(source: InputModality, clock: FrameClock, *, max_fill_s: float | None) -> ClockInput:
+    """A stream on the frame clock by index: frame rows by the nearest-valid rule, window/segment rows
+    (``start_s``/``end_s``) expanded to the frames they cover."""
+    if source.packed.kind == "frame":
+        return align_frame_input(source, clock, max_fill_s=max_fill_s)
+    return align_window_input(source, clock, max_fill_s=max_fill_s)
 
 
 def _chunk_tokens(x: torch.Tensor, valid: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:

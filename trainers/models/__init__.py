@@ -37,6 +37,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "affectcache.trainers.mcdm.config",
     "affectcache.trainers.models.dcmmoe",
     "affectcache.trainers.models.raav",
+    "affectcache.trainers.models.kookmin",
 )
 """Modules whose import registers the built-in models (others add theirs by calling register_model)."""
 

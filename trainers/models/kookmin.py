@@ -24,19 +24,28 @@ paper leaves open is a documented config field.
 
 The paper's best row fine-tunes CLIP; from cached arrays the image tower is frozen, which is their
 "CLIP frozen" configuration (0.4438 mean CCC on Aff-Wild2 validation).
+
+**Training** (``affectcache train kookmin``) goes through part 1's VA machinery with the
+:class:`~affectcache.trainers.fusion.kookmin_task.KookminTask`: ``clip-face`` rows and ``ast`` windows on
+the label frame clock (the AST windows expanded to the frames they cover), frame windows of ``window``
+frames every ``hop`` (the paper gives no sequence length: 300 frames every 150 [I], 10 s at Aff-Wild2's
+30 fps), the prompt bank encoded once at set-up by the text tower of the model named in ``clip-face``'s
+provenance and kept in the checkpoint.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from affectcache.extractors.core.config import Config
+import affectcache.trainers.fusion.kookmin_task  # noqa: F401  (registers the kookmin-windows view)
+from affectcache.trainers.fusion.config import FusionVAConfig
+from affectcache.trainers.models import ModelSpec, register_model
 from affectcache.trainers.models.fusion_batch import FusionBatch, FusionOutput, require_modalities
 from affectcache.trainers.models.fusion_losses import soft_prompt_loss
 
@@ -59,20 +68,36 @@ DEFAULT_PROMPTS: tuple[str, ...] = tuple(
 """One prompt per default centre, in the same valence-major order."""
 
 @dataclass(frozen=True, kw_only=True)
-class KookminConfig(Config):
-    """Architecture and loss of the soft-prompt model (paper-level; open choices are marked [I])."""
+class KookminConfig(FusionVAConfig):
+    """Inputs, architecture and loss of the soft-prompt model (paper-level; open choices are marked [I])."""
+
+    view: ClassVar[str] = "kookmin-windows"
+
+    input_modalities: tuple[str, ...] = ("clip-face", "ast")
+    """Store modality of the visual stream (CLIP image embeddings of the face crops: its provenance names
+    the CLIP model whose text tower encodes the prompts) and of the audio stream (AST windows)."""
+
+    window: int = 300
+    """Frames per training sequence (the paper states none: 10 s at Aff-Wild2's 30 fps) [I]."""
+
+    hop: int = 150
+    """Frames between sequence starts [I]."""
+
+    face_slot: int = 0
+    """Which face slot's embedding the visual stream reads when ``clip-face`` was built with the face
+    policy ``all`` (one slot per face track); rows whose slot holds no face are invalid."""
 
     visual_modality: str = "visual"
     """Name of the frame-level image embedding stream (the store's ``clip-face``)."""
 
     audio_modality: str = "audio"
-    """Name of the audio window stream (the store's ``ast``)."""
+    """Name of the audio window stream (the store's ``ast``, expanded to the frames each window covers)."""
 
     visual_dim: int = 512
-    """Image embedding width (CLIP ViT-B/16 projection: 512)."""
+    """Image embedding width (CLIP ViT-B/16 projection: 512); the trainer sets it from the store."""
 
     audio_dim: int = 768
-    """Audio embedding width (AST pooled: 768)."""
+    """Audio embedding width (AST pooled: 768); the trainer sets it from the store."""
 
     text_dim: int = 512
     """Prompt embedding width (the CLIP text projection; equals ``visual_dim`` for one CLIP model)."""
@@ -110,9 +135,18 @@ class KookminConfig(Config):
     guidance_source: Literal["fused", "visual"] = "fused"
     """Feature projected onto the prompts: the gated fused frame (default) or the visual GRU output [I]."""
 
+    def streams(self) -> tuple[str, ...]:
+        """Visual, then audio (both on the frame clock)."""
+        return (self.visual_modality, self.audio_modality)
+
     def validate(self) -> list[str]:
         """Every cross-field problem of this config."""
-        problems: list[str] = []
+        problems = super().validate()
+        if len(self.labels) != 2:
+            problems.append(f"kookmin predicts valence and arousal: labels must name 2 tracks, got "
+                            f"{list(self.labels)}")
+        if self.face_slot < 0:
+            problems.append(f"face_slot must be >= 0, got {self.face_slot}")
         if self.visual_modality == self.audio_modality:
             problems.append("visual_modality and audio_modality must differ")
         if min(self.visual_dim, self.audio_dim, self.text_dim, self.gru_layers, self.heads) < 1:
@@ -136,6 +170,12 @@ class KookminConfig(Config):
 def kookmin_config() -> KookminConfig:
     """``kookmin``: CLIP ViT-B/16 + AST, BiGRU, cross-attention, gated fusion, 3×3 prompts, lambda 0.2."""
     return KookminConfig()
+
+
+def kookmin_demo_config() -> KookminConfig:
+    """Small settings for the demo corpus (tiny stand-in CLIP: 16-d projections)."""
+    return KookminConfig(text_dim=16, hidden=32, heads=4, window=100, hop=50, epochs=25, lr=2e-3,
+                         early_stop_patience=8, batch_size=8, bootstrap_resamples=200)
 
 
 def _prefix_lengths(valid: torch.Tensor) -> torch.Tensor:
@@ -273,3 +313,19 @@ def encode_region_prompts(config: KookminConfig, image_provenance: Mapping[str, 
         raise ValueError(f"the CLIP text tower of {model} gives {vectors.shape[1]}-d prompts; set "
                          f"text_dim={vectors.shape[1]}")
     return vectors
+
+
+def build_kookmin(config: KookminConfig, input_dims: Mapping[str, int]) -> KookminModel:
+    """The model for the store's stream widths; its prompt bank is zeros until the task encodes the
+    prompts (training) or a checkpoint is loaded (prediction: the bank is a buffer of the checkpoint)."""
+    missing = [m for m in config.streams() if m not in input_dims]
+    if missing:
+        raise ValueError(f"kookmin: no width for streams {missing}; got {sorted(input_dims)}")
+    config = config.replace(visual_dim=int(input_dims[config.visual_modality]),
+                            audio_dim=int(input_dims[config.audio_modality]))
+    return KookminModel(config, torch.zeros(len(config.region_centres), config.text_dim))
+
+
+register_model(ModelSpec(name="kookmin", config_type=KookminConfig, build=build_kookmin,
+                         summary="Kookmin distance-aware soft prompts: CLIP faces + AST, BiGRU, gated fusion",
+                         presets={"demo": kookmin_demo_config}))

@@ -1,4 +1,4 @@
-"""``affectcache train ras-face|ras-behaviour|ras-audio|dcmmoe|dcmmoe-released|raav``,
+"""``affectcache train ras-face|ras-behaviour|ras-audio|dcmmoe|dcmmoe-released|raav|kookmin``,
 ``train show-config``, ``predict``, ``submit abaw``, ``fuse late``, and SCD-MMPSR's multitask
 ``train mcdm|mcdm-1``, ``ablate mcdm`` and ``demo mcdm``.
 
@@ -17,10 +17,11 @@ import typer
 
 from affectcache.cli._app import ConfigOpt, ManifestOpt, SetOpt, StoreOpt, app, cli_errors
 from affectcache.cli.demo import EXTRA_DEMOS
-from affectcache.cli.results import echo_results, va_rows
-from affectcache.cli.train import train_app
+from affectcache.cli.training.results import echo_results, va_rows
+from affectcache.cli.training.train import train_app
 
-VA_MODELS: tuple[str, ...] = ("ras-face", "ras-behaviour", "ras-audio", "dcmmoe", "dcmmoe-released", "raav")
+VA_MODELS: tuple[str, ...] = ("ras-face", "ras-behaviour", "ras-audio", "dcmmoe", "dcmmoe-released", "raav",
+                              "kookmin")
 """The VA models with a train command here (each is looked up in the model registry)."""
 
 PresetOpt = Annotated[str | None, typer.Option("--preset", help="Start from a named preset (e.g. demo).")]
