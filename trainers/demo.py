@@ -147,7 +147,8 @@ def va_demo_steps() -> list[DemoStep]:
 
         return DemoStep(name=f"train {name}", run=run,
                         next_command=f"affectcache submit abaw pred-{name} -s {{out}}/features.zarr "
-                                     "--template TEMPLATE.txt --out submission.txt")
+                                     "--template {out}/submission/abaw_template.txt "
+                                     f"--out {{out}}/submission/pred-{name}.txt")
 
     def fusion(result: DemoResult) -> str:
         return train_demo_fusion(result.store, result.manifest, result.out_dir).summary()
