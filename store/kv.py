@@ -190,7 +190,18 @@ class ZarrKeys:
 
     def put_new(self, key: str, data: bytes) -> bool:
         from zarr.core.buffer import cpu
+        from zarr.storage import FsspecStore
 
+        if isinstance(self.store, FsspecStore):
+            # zarr's FsspecStore.set_if_not_exists checks, then writes: two committers can both pass the
+            # check. fsspec's create mode is the backend's own conditional write where it has one
+            # (S3 If-None-Match, GCS generation 0, memory, ...), so exactly one creator wins.
+            path = f"{self.store.path.rstrip('/')}/{self._key(key)}"
+            try:
+                self._sync(self.store.fs._pipe_file(path, data, mode="create"))
+            except FileExistsError:
+                return False
+            return True
         if self.get(key) is not None:
             return False
         self._sync(self.store.set_if_not_exists(self._key(key), cpu.Buffer.from_bytes(data)))

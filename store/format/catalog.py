@@ -106,6 +106,8 @@ class CatalogState:
         self._source_extra: dict[str, dict[str, Any]] = {}
         self._attrs: dict[str, dict[str, Any]] = {}
         self._pos_cache: dict[str, int] | None = None
+        self._id_array: npt.NDArray[Any] | None = None
+        self._source_obj: dict[str, npt.NDArray[Any]] | None = None
         self._over: dict[str, CatalogEntry | None] = {}
         self._sorted: list[str] | None = None
 
@@ -258,28 +260,62 @@ class CatalogState:
     def changed_sources(self, current: Mapping[str, Mapping[str, Any]]) -> set[str]:
         """Ids of ``current`` (id -> source facts now) committed with other size/mtime/clip bounds.
 
-        Same rule as :func:`affectcache.store.zarr_store.source_changed`, on the columns directly.
+        Same rule as :func:`affectcache.store.zarr_store.source_changed`, on the columns directly: the
+        checkpoint's entries are matched and compared as numpy columns (no per-entry objects), the few
+        entries changed since it one by one.
         """
         out: set[str] = set()
-        pos = self._pos
-        size, mtime, start_s, end_s = (self._source[k] for k in _COMPARED)
         over, extra = self._over, self._source_extra
-        for vid, now in current.items():
+        plain: list[str] = []
+        for vid in current:
             if vid in over or vid in extra:
                 entry = self.get(vid)
-                if entry is None:
-                    continue
-                old = tuple(entry.source.get(k) for k in _COMPARED)
+                if entry is not None and _differs(tuple(entry.source.get(k) for k in _COMPARED),
+                                                  current[vid]):
+                    out.add(vid)
             else:
-                i = pos.get(vid)
-                if i is None:
-                    continue
-                old = (size[i], mtime[i], start_s[i], end_s[i])
-            # Not comparable (media gone now, or recorded without source facts) counts as unchanged.
-            if old[0] is not None and now.get("size") is not None and old != (
-                    now.get("size"), now.get("mtime"), now.get("start_s"), now.get("end_s")):
-                out.add(vid)
+                plain.append(vid)
+        if not plain or not self._ids:
+            return out
+        idx, found = self._positions(plain)
+        if not found.any():
+            return out
+        hits = np.flatnonzero(found)
+        ids = [plain[i] for i in hits.tolist()]
+        now = [current[v] for v in ids]
+        old = self._source_objects()
+        where = idx[hits]
+        # Object columns compare element by element with Python's ``==`` (ints, floats, None alike),
+        # as the tuple comparison of the per-entry rule does.
+        old_size = old["size"][where]
+        now_cols = [np.array([d.get(k) for d in now], dtype=object) for k in _COMPARED]
+        absent = _objects([None])
+        comparable = ~np.equal(old_size, absent).astype(bool) & ~np.equal(now_cols[0], absent).astype(bool)
+        differs = np.zeros(len(ids), dtype=bool)
+        for key, col in zip(_COMPARED, now_cols, strict=True):
+            differs |= np.not_equal(old[key][where], col).astype(bool)
+        out.update(ids[i] for i in np.flatnonzero(comparable & differs).tolist())
         return out
+
+    def _positions(self, ids: Sequence[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        """Checkpoint rows of ``ids`` (sorted search on the id column) and whether each is there."""
+        if self._id_array is None:
+            self._id_array = np.array(self._ids, dtype=str)
+        haystack = self._id_array
+        wanted = np.array(ids, dtype=str)
+        idx = np.searchsorted(haystack, wanted).astype(np.int64)
+        idx[idx >= len(haystack)] = 0
+        return idx, haystack[idx] == wanted
+
+    def _source_objects(self) -> dict[str, npt.NDArray[Any]]:
+        """The compared source columns as object arrays (None where absent), built once per state."""
+        if self._source_obj is None:
+            if self._source_cols is None:
+                packed = self._source_packed
+                self._source_obj = {k: _unpack_optional_objects(packed[f"source_{k}"]) for k in _COMPARED}
+            else:
+                self._source_obj = {k: _objects(self._source_cols[k]) for k in _COMPARED}
+        return self._source_obj
 
     def retired(self) -> list[str]:
         """Committed fragments no entry points at (garbage until purged)."""
@@ -332,34 +368,92 @@ class CatalogState:
 
     # ---- checkpoints ------------------------------------------------------------------------------
     def to_checkpoint(self) -> dict[str, Any]:
-        """The state as columnar JSON data."""
-        vids = self.videos()
-        names, frag, start, n, mask = self.columns(vids)
-        used = sorted(set(self.fragment_rows) | {names[i] for i in np.unique(frag)})
-        remap = np.array([used.index(f) if f in used else -1 for f in names], dtype=np.int64)
+        """The state as columnar JSON data.
+
+        Built from the checkpoint's columns with the overlay's entries merged in as whole columns (only
+        the overlay's entries are visited one by one), so a checkpoint costs little more than its JSON.
+        """
         if self._over:
-            rows = [self[v] for v in vids]
-            times = [e.time for e in rows]
-            source = {k: [e.source.get(k) for e in rows] for k in _SOURCE_COLUMNS}
-            extra = {v: {k: x for k, x in e.source.items() if k not in _SOURCE_COLUMNS}
-                     for v, e in zip(vids, rows, strict=True)}
-            attrs = {v: dict(e.attrs) for v, e in zip(vids, rows, strict=True) if e.attrs}
+            cols = self._merged_columns()
         else:
-            times = self._time.tolist()
-            source = self._source
-            extra = self._source_extra
-            attrs = self._attrs
+            cols = {"video_id": self._ids, "frag_names": self._frag_names, "fragment": self._frag,
+                    "start": self._start, "n_rows": self._n, "mask": self._mask, "time_s": self._time,
+                    "source": self._packed_source(), "source_extra": self._source_extra,
+                    "attrs": self._attrs}
+        names, frag = cols["frag_names"], cols["fragment"]
+        used = sorted(set(self.fragment_rows) | {names[i] for i in np.unique(frag).tolist()})
+        where = {f: i for i, f in enumerate(used)}
+        remap = np.array([where.get(f, -1) for f in names], dtype=np.int64)
+        source = cols["source"]
         columns: dict[str, Any] = {
-            "video_id": vids, "fragment": _pack(remap[frag] if len(frag) else frag, "<i8"),
-            "start": _pack(start, "<i8"), "n_rows": _pack(n, "<i8"), "mask": _pack(mask, "|b1"),
-            "time_s": _pack(np.asarray(times, dtype=np.float64), "<f8"),
-            "source_path": source["path"],
-            "source_extra": {v: x for v, x in extra.items() if x}, "attrs": attrs}
-        for key in ("size", "mtime", "start_s", "end_s"):
-            columns[f"source_{key}"] = _pack_optional(source[key])
+            "video_id": cols["video_id"], "fragment": _pack(remap[frag] if len(frag) else frag, "<i8"),
+            "start": _pack(cols["start"], "<i8"), "n_rows": _pack(cols["n_rows"], "<i8"),
+            "mask": _pack(cols["mask"], "|b1"), "time_s": _pack(cols["time_s"], "<f8"),
+            "source_extra": {v: x for v, x in cols["source_extra"].items() if x}, "attrs": cols["attrs"],
+            **source}
         return {"version": self.version, "fragments": used,
                 "fragment_rows": [self.fragment_rows.get(f, 0) for f in used],
                 "entries": columns, "failures": self._packed_failures()}
+
+    def _packed_source(self) -> dict[str, Any]:
+        """The checkpoint's source columns in their checkpoint encoding."""
+        if self._source_cols is None:
+            return {k: v for k, v in self._source_packed.items() if k != "source_extra"}
+        cols = self._source_cols
+        return {"source_path": cols["path"],
+                **{f"source_{k}": _pack_optional(cols[k]) for k in ("size", "mtime", "start_s", "end_s")}}
+
+    def _merged_columns(self) -> dict[str, Any]:
+        """The checkpoint's columns without the overlaid entries, plus the overlay's, in id order."""
+        pos = self._pos
+        drop = [pos[v] for v in self._over if v in pos]
+        keep = np.ones(len(self._ids), dtype=bool)
+        keep[drop] = False
+        added = sorted((v, e) for v, e in self._over.items() if e is not None)
+        names = list(self._frag_names)
+        lookup = {f: i for i, f in enumerate(names)}
+        for _, e in added:
+            if e.fragment not in lookup:
+                lookup[e.fragment] = len(names)
+                names.append(e.fragment)
+        ids = np.concatenate([np.array(self._ids, dtype=object)[keep],
+                              np.array([v for v, _ in added], dtype=object)])
+        order = np.argsort(ids.astype(str), kind="stable")
+
+        def merged(base: npt.NDArray[Any], new: Sequence[Any], dtype: Any) -> npt.NDArray[Any]:
+            return np.concatenate([base[keep], np.asarray(new, dtype=dtype)])[order]
+
+        base = self._packed_source()
+        path = np.array(base["source_path"], dtype=object)[keep]
+        out_source: dict[str, Any] = {"source_path": np.concatenate([path, _objects(
+            [e.source.get("path") for _, e in added])])[order].tolist()}
+        for key in ("size", "mtime", "start_s", "end_s"):
+            # Merged as packed numbers: the checkpoint's values are never turned into Python objects.
+            old = base[f"source_{key}"]
+            new = _pack_optional([e.source.get(key) for _, e in added])
+            vals = [_unpack(old["values"])[keep], _unpack(new["values"])]
+            if len(added) and vals[0].dtype != vals[1].dtype:
+                vals = [v.astype(np.float64) for v in vals]
+            present = np.concatenate([_unpack(old["present"])[keep], _unpack(new["present"])])[order]
+            merged_vals = np.concatenate(vals)[order]
+            out_source[f"source_{key}"] = {"values": _pack(merged_vals, merged_vals.dtype.str),
+                                           "present": _pack(present, "|b1")}
+        dropped = {self._ids[i] for i in drop}
+        extra = {v: x for v, x in self._source_extra.items() if v not in dropped}
+        attrs = {v: a for v, a in self._attrs.items() if v not in dropped}
+        for vid, e in added:
+            more = {k: x for k, x in e.source.items() if k not in _SOURCE_COLUMNS}
+            if more:
+                extra[vid] = more
+            if e.attrs:
+                attrs[vid] = dict(e.attrs)
+        return {"video_id": ids[order].tolist(), "frag_names": names,
+                "fragment": merged(self._frag, [lookup[e.fragment] for _, e in added], np.int64),
+                "start": merged(self._start, [e.start for _, e in added], np.int64),
+                "n_rows": merged(self._n, [e.n_rows for _, e in added], np.int64),
+                "mask": merged(self._mask, [e.has_mask for _, e in added], bool),
+                "time_s": merged(self._time, [e.time for _, e in added], np.float64),
+                "source": out_source, "source_extra": extra, "attrs": attrs}
 
     def _packed_failures(self) -> dict[str, Any]:
         """The failure records as checkpoint columns, merged from the packed ones without decoding."""
@@ -489,8 +583,11 @@ class Catalog:
 
         ``checkpoint`` forces a checkpoint right after it (compaction and upgrade end with one).
         """
-        for _attempt in range(1000):
-            state = self.state()
+        for attempt in range(1000):
+            # First try on the cached state without listing the log: if another committer got there
+            # first our version is taken (put_new fails) and we re-read; if it was even trimmed, the
+            # checkpoint check below withdraws the record.
+            state = self._state if attempt == 0 and self._state.version >= 0 else self.state()
             version = state.version + 1
             payload = {**record, "version": version, "time_s": time.time()}
             doc = group_bytes({_RECORD_ATTR: payload})
@@ -564,6 +661,24 @@ def _pack_optional(values: Sequence[Any]) -> dict[str, Any]:
     is_int = all(isinstance(v, int) and not isinstance(v, bool) for v in values if v is not None)
     filled = np.array([v if v is not None else 0 for v in values], dtype=np.int64 if is_int else np.float64)
     return {"values": _pack(filled, "<i8" if is_int else "<f8"), "present": _pack(present, "|b1")}
+
+
+def _differs(old: tuple[Any, ...], now: Mapping[str, Any]) -> bool:
+    # Not comparable (media gone now, or recorded without source facts) counts as unchanged.
+    return old[0] is not None and now.get("size") is not None and old != tuple(now.get(k) for k in _COMPARED)
+
+
+def _objects(values: Sequence[Any]) -> npt.NDArray[Any]:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _unpack_optional_objects(data: Mapping[str, Any]) -> npt.NDArray[Any]:
+    """:func:`_unpack_optional` as an object array (Python ints/floats, None where absent)."""
+    out = _objects(_unpack(data["values"]).tolist())
+    out[~_unpack(data["present"])] = None
+    return out
 
 
 def _unpack_optional(data: Mapping[str, Any]) -> list[Any]:
