@@ -29,7 +29,9 @@ Stores of format 1 (one Zarr group per video entry) are detected and refused wit
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
+import dataclasses
 import itertools
 import json
 import logging
@@ -63,6 +65,7 @@ from affectcache.store.format.fragments import (
     new_fragment_id,
     parse_array_meta,
     read_rows,
+    shard_layout_ok,
     write_fragment,
 )
 from affectcache.store.ids import validate_video_id
@@ -87,6 +90,10 @@ _MODALITY_NAME = re.compile(r"^(labels/)?[a-z0-9][a-z0-9_.-]*$")
 # Identity fields: a modality reopened with any of these different would mix incompatible rows.
 IDENTITY_KEYS = ("extractor", "version", "modality_kind", "config_fingerprint", "model")
 _READ_ATTEMPTS = 4
+LOAD_THREADS = 4
+"""Threads a large ``load`` reads fragments with."""
+PARALLEL_LOAD_BYTES = 64 << 20
+"""Loads of at least this many bytes of values read their fragments in parallel."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -504,7 +511,10 @@ class FeatureStore:
             raw = self._keys.get(f"{path}/zarr.json")
             if raw is None:
                 return None
-            meta = self._metas[path] = parse_array_meta(path, raw)
+            meta = parse_array_meta(path, raw)
+            if meta.inner_rows and shard_layout_ok(self._keys, meta):
+                meta = dataclasses.replace(meta, direct=True)
+            self._metas[path] = meta
         return meta
 
     def _zarr_array(self, key: str) -> zarr.Array[Any]:
@@ -608,7 +618,8 @@ class FeatureStore:
         row_arrays = {key: np.empty(n, dtype=np.int64 if key == "frame" else np.float64)
                       for key in ROW_KEYS[kind]}
         mask = np.ones(n, dtype=bool)
-        for k, lo, hi, out_lo, any_mask in _runs(frag, start, counts, has_mask, offsets):
+        def read_run(run: tuple[int, int, int, int, bool]) -> None:
+            k, lo, hi, out_lo, any_mask = run
             fragment = names[k]
             meta = self._meta(name, fragment, "values")
             if meta is None:
@@ -622,6 +633,21 @@ class FeatureStore:
                 self._read_rows(name, fragment, key, lo, hi, arr[out_lo:out_hi])
             if any_mask:
                 self._read_rows(name, fragment, "mask", lo, hi, mask[out_lo:out_hi])
+
+        runs = list(_runs(frag, start, counts, has_mask, offsets))
+        if values.nbytes >= PARALLEL_LOAD_BYTES:
+            # Pieces of a few tens of MB, so one large (compacted) fragment is read in parallel too.
+            step = max(1, (PARALLEL_LOAD_BYTES // 2) // max(1, values[:1].nbytes))
+            runs = [(k, a, min(a + step, hi), out_lo + a - lo, any_mask)
+                    for k, lo, hi, out_lo, any_mask in runs for a in range(lo, hi, step)]
+        if len(runs) > 1 and values.nbytes >= PARALLEL_LOAD_BYTES:
+            # Large reads overlap well (file reads release the GIL; object stores answer in parallel);
+            # every run fills its own slice of the preallocated result.
+            with cf.ThreadPoolExecutor(LOAD_THREADS, thread_name_prefix="affectcache-load") as pool:
+                list(pool.map(read_run, runs))  # re-raises the first error
+        else:
+            for run in runs:
+                read_run(run)
         attrs = state.attrs_of(ids)
         return PackedModality(modality=name, kind=kind, video_ids=tuple(ids), offsets=offsets,
                               values=values, mask=mask, row_arrays=row_arrays, entry_attrs=attrs,
