@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from affectcache.store.format.catalog import CatalogState
+from affectcache.store.format.catalog import CatalogState, _pack
 from affectcache.store.zarr_store import source_changed
 
 if TYPE_CHECKING:
@@ -82,3 +82,18 @@ def test_vectorised_source_check_matches_the_per_entry_rule() -> None:
     # Also on a state read straight from a checkpoint (source columns still packed).
     checkpointed = CatalogState.from_checkpoint(state.to_checkpoint())
     assert checkpointed.changed_sources(current) == expected
+
+
+def test_checkpoints_with_every_optional_column_spelled_out_still_read() -> None:
+    """Checkpoints written before absent / all-present columns were abbreviated."""
+    state = _random_state(11)
+    data = state.to_checkpoint()
+    for key in ("size", "mtime", "start_s", "end_s"):
+        values = [e.source.get(key) for e in (state[v] for v in state.videos())]
+        present = np.array([v is not None for v in values])
+        filled = np.array([v if v is not None else 0 for v in values], dtype=np.float64)
+        data["entries"][f"source_{key}"] = {"values": _pack(filled, "<f8"), "present": _pack(present, "|b1")}
+    old = CatalogState.from_checkpoint(data)
+    assert [old[v].source for v in old.videos()] == [state[v].source for v in state.videos()]
+    compact = state.to_checkpoint()["entries"]
+    assert compact["source_start_s"].keys() <= {"absent", "values", "present"}
