@@ -154,26 +154,40 @@ class FeatureStore:
         self.url = str(url)
         self.read_only = read_only
         self.storage_options = dict(storage_options or {})
-        mode: Literal["r", "a"] = "r" if read_only else "a"
-        kwargs: dict[str, Any] = {"mode": mode, "use_consolidated": False}
-        if self.storage_options:
-            kwargs["storage_options"] = self.storage_options
-        try:
-            self._root = zarr.open_group(self.url, zarr_format=3, **kwargs)
-        except FileNotFoundError as exc:
-            raise FeatureNotFoundError(f"no feature store at {self.url}") from exc
-        except ContainsGroupError:
-            # Mode "a" checks, then creates: another process created the store in between. Open theirs.
-            self._root = zarr.open_group(self.url, zarr_format=3, **{**kwargs, "mode": "r+"})
-        if not read_only and "affectcache" not in self._root.attrs:
-            self._root.update_attributes({"affectcache": {"layout": LAYOUT_VERSION, "created": utc_now()}})
+        self._root_group: zarr.Group | None = None
         local = self.local_path
+        if not (read_only and local is not None and _is_v3_group(local)):
+            self._open_root()
+        # A local store opened read-only is read through plain files; zarr opens it only when asked
+        # (listing groups, a fragment in a codec read through zarr): a status or a listing is
+        # milliseconds, and zarr's open alone was most of them.
         self._keys: Keys = LocalKeys(local) if local is not None else ZarrKeys(self._root.store,
                                                                                 self._root.path)
         # Modalities this object is rebuilding: reads and writes go to the new generation.
         self._views: dict[str, tuple[str, dict[str, Any]]] = {}
         self._catalogs: dict[tuple[str, str], Catalog] = {}
         self._metas: dict[str, ArrayMeta] = {}  # fragment array metadata never changes
+
+    def _open_root(self) -> zarr.Group:
+        mode: Literal["r", "a"] = "r" if self.read_only else "a"
+        kwargs: dict[str, Any] = {"mode": mode, "use_consolidated": False}
+        if self.storage_options:
+            kwargs["storage_options"] = self.storage_options
+        try:
+            root = zarr.open_group(self.url, zarr_format=3, **kwargs)
+        except FileNotFoundError as exc:
+            raise FeatureNotFoundError(f"no feature store at {self.url}") from exc
+        except ContainsGroupError:
+            # Mode "a" checks, then creates: another process created the store in between. Open theirs.
+            root = zarr.open_group(self.url, zarr_format=3, **{**kwargs, "mode": "r+"})
+        if not self.read_only and "affectcache" not in root.attrs:
+            root.update_attributes({"affectcache": {"layout": LAYOUT_VERSION, "created": utc_now()}})
+        self._root_group = root
+        return root
+
+    @property
+    def _root(self) -> zarr.Group:
+        return self._root_group if self._root_group is not None else self._open_root()
 
     def __repr__(self) -> str:
         return f"FeatureStore({self.url!r})"
@@ -747,6 +761,15 @@ def _runs(frag: np.ndarray, start: np.ndarray, counts: np.ndarray, has_mask: np.
         lo = int(start[a])
         yield (int(frag[a]), lo, lo + int(offsets[b] - offsets[a]), int(offsets[a]),
                bool(mask_cum[b] - mask_cum[a]))
+
+
+def _is_v3_group(path: Path) -> bool:
+    """Whether ``path`` holds a Zarr v3 group (what opening it read-only through zarr would accept)."""
+    try:
+        meta = json.loads((path / "zarr.json").read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("zarr_format") == 3 and meta.get("node_type") == "group"
 
 
 def new_generation() -> str:

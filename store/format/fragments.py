@@ -258,16 +258,12 @@ def write_columns(keys: Keys, modality: str, kind: ModalityKind, columns: Mappin
         "created": utc_now()}})))
     keys.put_many(files)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    rows = tuple(EntryRows(video_id=vid, start=int(s), n_rows=int(n), has_mask=has_mask,
-                           source=_plain(src), attrs=_plain(attrs))
-                 for (vid, n, has_mask, src, attrs), s in zip(entries, starts, strict=True))
+    # One JSON round trip for all entries' facts (tuples become lists; numpy scalars are refused).
+    plain = json.loads(json.dumps([[dict(e[3]), dict(e[4])] for e in entries]))
+    rows = tuple(EntryRows(video_id=vid, start=int(s), n_rows=int(n), has_mask=has_mask, source=src,
+                           attrs=attrs)
+                 for (vid, n, has_mask, _, _), s, (src, attrs) in zip(entries, starts, plain, strict=True))
     return FragmentInfo(fragment_id=fid, n_rows=n_rows, entries=rows)
-
-
-def _plain(data: Mapping[str, Any]) -> dict[str, Any]:
-    """JSON-plain copy (tuples become lists, numpy scalars are refused by json with a clear error)."""
-    plain: dict[str, Any] = json.loads(json.dumps(dict(data)))
-    return plain
 
 
 def _concat(parts: Sequence[npt.NDArray[Any]], *, what: str) -> npt.NDArray[Any]:
