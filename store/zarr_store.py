@@ -249,14 +249,35 @@ class FeatureStore:
     # ---- modalities -------------------------------------------------------------------------------
     def modalities(self) -> list[str]:
         """Names of the feature modalities in the store (label tracks excluded)."""
-        names = [k for k in self._root.group_keys() if k not in (LABELS_GROUP, PRIVATE_GROUP)]
+        names = [k for k in self._child_groups("") if k not in (LABELS_GROUP, PRIVATE_GROUP)]
         return sorted(names)
 
     def label_tracks(self) -> list[str]:
         """Names of the label tracks (``valence`` for ``labels/valence``)."""
-        if LABELS_GROUP not in self._root:
-            return []
-        return sorted(self._group(LABELS_GROUP).group_keys())
+        return sorted(self._child_groups(LABELS_GROUP))
+
+    def _child_groups(self, path: str) -> list[str]:
+        """Names of the groups directly under ``path`` ("" = the root); empty when it is absent."""
+        if self.local_path is None:  # object stores: zarr lists them
+            if path and path not in self._root:
+                return []
+            return list((self._group(path) if path else self._root).group_keys())
+        names = []
+        for name in self._keys.list(path):
+            if name.startswith(".") or name == "zarr.json":
+                continue
+            key = f"{path}/{name}/zarr.json" if path else f"{name}/zarr.json"
+            raw = self._keys.get(key)
+            if raw is None:
+                continue  # a folder that is no Zarr node (zarr ignores it too)
+            try:
+                node = json.loads(raw).get("node_type")
+            except (ValueError, AttributeError) as exc:
+                raise StoreError(f"{key} in {self.url} is unreadable ({exc}); the store was damaged "
+                                 "outside affectcache") from exc
+            if node == "group":
+                names.append(name)
+        return names
 
     def has_modality(self, name: str) -> bool:
         """Whether the modality group exists (it may still hold no entries)."""

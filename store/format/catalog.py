@@ -277,6 +277,8 @@ class CatalogState:
         """Extractor attrs of ``ids`` (empty mappings for entries without)."""
         empty: Mapping[str, Any] = {}
         over = self._over
+        if not over:  # one C-level pass (most entries carry no attrs)
+            return tuple(map(self._attrs.get, ids, itertools.repeat(empty)))
         return tuple((e.attrs if (e := over[v]) is not None else empty) if v in over
                      else self._attrs.get(v, empty) for v in ids)
 
