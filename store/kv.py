@@ -146,9 +146,21 @@ class LocalKeys:
 
 
     def delete_trees(self, prefixes: Iterable[str]) -> None:
-        # Deleting folders is journal-bound on most filesystems: threads overlap the waits.
-        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="affectcache-delete") as pool:
-            list(pool.map(self.delete_tree, prefixes))
+        # Deleting folders is journal-bound on most filesystems: threads overlap the waits. The pool
+        # lives on (one per process): a checkpoint trims a few dozen records, and starting eight
+        # threads for each trim cost more than the deletes.
+        list(_delete_pool().map(self.delete_tree, prefixes))
+
+
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _delete_pool() -> ThreadPoolExecutor:
+    """This process's deletion threads (a forked child makes its own: threads do not survive a fork)."""
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=8, thread_name_prefix="affectcache-delete"))
+    return _POOL[1]
 
 
 def _write_file(path: str, data: bytes, flags: int = 0) -> None:
