@@ -25,6 +25,9 @@ Measured:
      and one audio decode resampled to 16 and 48 kHz vs a decode per rate.
   9. trainers (``benchmarks/bench_trainers.py``): a ras-face epoch through the loop vs a bare PyTorch loop,
      and the ras-face views of Aff-Wild2-like inputs vs ``FeatureStore.load`` of them.
+ 10. hyperparameter search (``benchmarks/bench_search.py``): a 16-trial ras-face grid on a 2-worker local
+     Dask cluster vs the same trials one after another in one process (``--gpu``: trials on CUDA,
+     trials/hour).
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from bench_trainers import bench_trainers  # benchmarks/ is on sys.path when run as a script
+from bench_search import bench_search  # benchmarks/ is on sys.path when run as a script
+from bench_trainers import bench_gpu_heads, bench_trainers
 from store_scale import bench_store_scale
 from timing import best_of
 
@@ -48,6 +52,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 logger = logging.getLogger("affectcache.benchmarks")
+SECTIONS = ("cli", "mfcc", "store", "store-scale", "audio", "language", "visual", "trainers", "search", "rss",
+            "gpu-heads")
 
 
 
@@ -400,12 +406,21 @@ def bench_audio(out: Path, repeat: int, gpu: bool = False) -> list[dict[str, Any
     return rows
 
 
+def _build_device() -> Any:
+    """Where real-size random models are initialised: the GPU when there is one (seconds instead of
+    minutes of CPU initialisation for billions of parameters)."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def _real_size_language_models(root: Path) -> dict[str, Path]:
     """Qwen2.5-VL-3B-Instruct and whisper-large-v3-turbo architectures with random weights (configs as
     published; byte-level tokenizers, so only throughput is meaningful), saved once under ``root``."""
+    import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, WhisperConfig
 
-    from affectcache.extractors import language_standins as ls
+    from affectcache.extractors.testing import language_standins as ls
 
     paths = {"qwen2.5-vl-3b": root / "qwen2.5-vl-3b", "whisper-large-v3-turbo": root / "whisper-turbo"}
     qwen, whisper = paths["qwen2.5-vl-3b"], paths["whisper-large-v3-turbo"]
@@ -426,7 +441,8 @@ def _real_size_language_models(root: Path) -> dict[str, Path]:
                                out_hidden_size=2048, patch_size=14, spatial_merge_size=2,
                                temporal_patch_size=2,
                                window_size=112, fullatt_block_indexes=[7, 15, 23, 31]), **ids)
-        Qwen2_5_VLForConditionalGeneration(config).save_pretrained(qwen)
+        with _build_device():  # 3.8 B parameters: initialise on the GPU, save in bf16 (half the bytes)
+            Qwen2_5_VLForConditionalGeneration(config).to(torch.bfloat16).save_pretrained(qwen)
         for name in ("tokenizer.json", "tokenizer_config.json", "preprocessor_config.json",
                      "generation_config.json"):
             shutil.copy(tiny / name, qwen / name)
@@ -440,7 +456,8 @@ def _real_size_language_models(root: Path) -> dict[str, Path]:
                                encoder_ffn_dim=5120, decoder_ffn_dim=5120, pad_token_id=small.pad_token_id,
                                bos_token_id=small.bos_token_id, eos_token_id=small.eos_token_id,
                                decoder_start_token_id=small.decoder_start_token_id, max_target_positions=448)
-        model = WhisperForConditionalGeneration(config)
+        with _build_device():
+            model = WhisperForConditionalGeneration(config).to(torch.bfloat16)
         model.generation_config = GenerationConfig.from_pretrained(tiny_w)
         model.save_pretrained(whisper)
         AutoProcessor.from_pretrained(tiny_w).save_pretrained(whisper)
@@ -461,9 +478,9 @@ def bench_language(out: Path, repeat: int, gpu: bool = False) -> list[dict[str, 
 
     import torch
 
-    from affectcache.extractors import language_standins as ls
     from affectcache.extractors.engines.vlm import TransformersVideoLM, VideoPrompt
     from affectcache.extractors.language.behaviour_caption import ras
+    from affectcache.extractors.testing import language_standins as ls
 
     on_gpu = gpu and torch.cuda.is_available()
     device = "cuda" if on_gpu else "cpu"
@@ -781,24 +798,43 @@ def main() -> None:
     parser.add_argument("--store-only", action="store_true", help="only the store benchmarks")
     parser.add_argument("--trainer-videos", type=int, default=600,
                         help="videos of the Aff-Wild2-like input of the trainer view benchmark")
+    parser.add_argument("--only", default="",
+                        help=f"comma-separated sections to run (default: all): {', '.join(SECTIONS)}")
     args = parser.parse_args()
+    only = [s for s in args.only.split(",") if s]
+    unknown = sorted(set(only) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown --only section(s) {unknown}; choose from {', '.join(SECTIONS)}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("distributed").setLevel(logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
     peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    results = []
-    if not args.store_only:
-        results += bench_cli_help(args.repeat)
-        results += bench_mfcc_runner(args.out, args.repeat)
-    results += bench_store_io(args.out, args.repeat)
-    results += bench_store_scale(args.out, args.repeat, scale=args.scale)
-    if not args.store_only:
-        results += bench_audio(args.out, args.repeat, gpu=args.gpu)
-        results += bench_language(args.out, args.repeat, gpu=args.gpu)
-        results += bench_visual(args.out, args.repeat, gpu=args.gpu)
-        results += bench_trainers(args.repeat, gpu=args.gpu, n_videos=args.trainer_videos)
-        if not args.skip_rss:
-            results += bench_rss(args.out)
+    sections: dict[str, Callable[[], list[dict[str, Any]]]] = {
+        "cli": lambda: bench_cli_help(args.repeat),
+        "mfcc": lambda: bench_mfcc_runner(args.out, args.repeat),
+        "store": lambda: bench_store_io(args.out, args.repeat),
+        "store-scale": lambda: bench_store_scale(args.out, args.repeat, scale=args.scale),
+        "audio": lambda: bench_audio(args.out, args.repeat, gpu=args.gpu),
+        "language": lambda: bench_language(args.out, args.repeat, gpu=args.gpu),
+        "visual": lambda: bench_visual(args.out, args.repeat, gpu=args.gpu),
+        "trainers": lambda: bench_trainers(args.repeat, gpu=args.gpu, n_videos=args.trainer_videos),
+        "search": lambda: bench_search(args.out, gpu=args.gpu),
+        "rss": lambda: bench_rss(args.out),
+        "gpu-heads": lambda: bench_gpu_heads(args.repeat),  # also part of "trainers" with --gpu
+    }
+    assert tuple(sections) == SECTIONS
+    if only:
+        chosen = only
+    elif args.store_only:
+        chosen = ["store", "store-scale"]
+    else:
+        chosen = [s for s in SECTIONS if not ((s == "rss" and args.skip_rss) or s == "gpu-heads")]
+    results: list[dict[str, Any]] = []
+    for name in chosen:
+        logger.warning("benchmark section %s ...", name)
+        results += sections[name]()
+        # Written after every section so a run stopped at a time limit keeps what it measured.
+        (args.out / "results.json").write_text(json.dumps({"results": results, "partial": True}, indent=2))
     width = max(len(r["benchmark"]) for r in results)
     lines = [f"{'benchmark':<{width}}  {'seconds':>9}  {'ratio':>8}  note", "-" * (width + 40)]
     for r in results:

@@ -12,11 +12,13 @@ from affectcache.cli._app import _state, app
 # isort: split
 from affectcache.cli import extract, status  # isort: skip
 from affectcache.cli import demo  # isort: skip
-from affectcache.cli import assets, corpora, labels, lasca, lexicon, models, train  # isort: skip
-from affectcache.cli import store_commands, va  # isort: skip
+from affectcache.cli import assets, corpora, labels, lasca, lexicon, models  # isort: skip
+from affectcache.cli.training import train  # isort: skip
+from affectcache.cli import store_commands  # isort: skip
+from affectcache.cli.training import search, va  # isort: skip
 
 __all__ = ["app", "assets", "corpora", "demo", "extract", "labels", "lasca", "lexicon", "main",
-           "models", "status", "store_commands", "train", "va"]
+           "models", "search", "status", "store_commands", "train", "va"]
 
 
 def main() -> None:

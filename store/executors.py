@@ -92,10 +92,11 @@ def cancel_all(futures: Iterable[Any]) -> None:
 
 
 @contextlib.contextmanager
-def local_dask_client(n_workers: int) -> Iterator[Any]:
+def local_dask_client(n_workers: int, *, resources: dict[str, float] | None = None) -> Iterator[Any]:
     """A ``LocalCluster`` of ``n_workers`` single-threaded worker processes and its client.
 
     Each worker gets one BLAS/OpenMP thread: the workers already use every core between them.
+    ``resources`` (e.g. ``{"GPU": 1}``) are offered by every worker, so tasks requesting them can run.
     """
     from distributed import Client, LocalCluster
 
@@ -109,7 +110,7 @@ def local_dask_client(n_workers: int) -> Iterator[Any]:
     # Any free port for the dashboard: several local clusters may run side by side.
     cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                            dashboard_address=":0", silence_logs=logging.WARNING if debug else logging.ERROR,
-                           env=env, preload=["affectcache.store.stopping"])
+                           env=env, preload=["affectcache.store.stopping"], resources=resources)
     client = Client(cluster)
     if not debug:
         client.run(quiet_worker_logs)

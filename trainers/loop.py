@@ -338,7 +338,9 @@ def fit(model: torch.nn.Module, task: Task, config: LoopConfig, run_dir: str | P
     start_epoch, best_score, best_epoch, bad_epochs = 1, -math.inf, 0, 0
     last_path = run / LAST_CHECKPOINT
     if resume and last_path.exists():
-        state = load_checkpoint(last_path, map_location=device)
+        # Loaded on the CPU: RNG states must stay CPU byte tensors; load_state_dict copies weights and
+        # optimizer state onto the parameters' device.
+        state = load_checkpoint(last_path, map_location="cpu")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

@@ -102,17 +102,22 @@ class LoadedClip:
         return int(self.model.config.projection_dim)
 
     def prepare(self, images: list[npt.NDArray[np.uint8]]) -> Any:
-        """Pixel values of RGB uint8 images of any sizes (resized and cropped as the processor does)."""
+        """RGB uint8 images of any sizes resized and cropped as the processor does: uint8 planes
+        normalised in :meth:`forward` on the model's device (float32 pixel values where the processor's
+        settings need the processor itself)."""
         import torch
 
-        pixels = torch.from_numpy(self.preprocess(images))
-        return pixels.pin_memory() if self.device.type == "cuda" else pixels
+        prepared = torch.from_numpy(self.preprocess(images) if self.preprocess.fallback
+                                    else self.preprocess.crops(images))
+        return prepared.pin_memory() if self.device.type == "cuda" else prepared
 
-    def forward(self, pixels: Any) -> npt.NDArray[np.float32]:
-        """Projected embeddings of prepared pixel values."""
+    def forward(self, prepared: Any) -> npt.NDArray[np.float32]:
+        """Projected embeddings of prepared images."""
         import torch
 
-        pixels = pixels.to(self.device, self.dtype, non_blocking=True)
+        prepared = prepared.to(self.device, non_blocking=True)
+        pixels = (prepared if prepared.dtype == torch.float32 else self.preprocess.normalise(prepared))
+        pixels = pixels.to(self.dtype)
         with torch.inference_mode():
             out = self.model.get_image_features(pixel_values=pixels).pooler_output
         return np.asarray(out.float().cpu().numpy(), dtype=np.float32)

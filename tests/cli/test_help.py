@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 MAIN_COMMANDS = ("extract", "rebuild", "status", "demo", "manifest", "show-config", "evaluate", "predict",
                  "labels import", "lasca build", "lasca normalise", "train preference", "train ras-face",
                  "train ras-behaviour", "train ras-audio", "train mcdm", "train mcdm-1", "ablate mcdm",
-                 "models fetch", "submit abaw")
+                 "models fetch", "submit abaw", "search")
 
 
 def _commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+import torch
 
 from affectcache.extractors import MediaItem
 from affectcache.extractors.common.face_crops import average_crops, crop_box, face_row_frames, row_crops
@@ -109,6 +110,8 @@ def test_batched_preprocessing_equals_the_hf_processor(tiny_clips: dict[int, Pat
     assert not ours.fallback
     ref = processor(images=images, return_tensors="np")["pixel_values"]
     np.testing.assert_array_equal(ours(images), ref)
+    # The device-side path (uint8 planes, table lookup in torch) gives the same numbers.
+    np.testing.assert_array_equal(ours.normalise(torch.from_numpy(ours.crops(images))).numpy(), ref)
     fixed = AutoImageProcessor.from_pretrained(str(tiny_clips[16]), size={"height": 64, "width": 64})
     assert ClipPreprocessor(fixed).fallback  # settings it does not reproduce go through the processor
     np.testing.assert_array_equal(ClipPreprocessor(fixed)(images),

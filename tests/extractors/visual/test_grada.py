@@ -15,6 +15,8 @@ from affectcache.extractors.visual.grada_face import (
     GradaFaceExtractor,
     build_grada,
     grada_input,
+    grada_letterbox,
+    grada_normalise,
     load_grada_weights,
 )
 from tests.extractors.visual.factories import fake_face_upstream
@@ -101,6 +103,29 @@ def test_preprocessing_is_aspect_preserving_on_a_black_canvas() -> None:
     assert np.isclose(x[0, 10, 120], black, atol=1e-3)  # top band: padding, normalised black
     assert np.isclose(x[0, 60, 120], white, atol=1e-3)
     assert np.isclose(x[0, 59, 120], black, atol=1e-3)
+
+
+def test_device_side_normalisation_gives_the_same_numbers() -> None:
+    """prepare() ships uint8 letterboxed crops and forward() normalises them on the model's device: the
+    numbers must be the float canvas arithmetic of the RAS preprocessing, bit for bit."""
+    import torch
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((60, 120), (241, 37), (240, 240))]
+    mean, std = np.asarray((0.485, 0.456, 0.406), np.float32), np.asarray((0.229, 0.224, 0.225), np.float32)
+    reference = []
+    for crop in crops:  # the reference: resize, float canvas (black padding), normalise, channels first
+        h, w = crop.shape[:2]
+        nw, nh = max(1, round(w * 240 / max(h, w))), max(1, round(h * 240 / max(h, w)))
+        resized = np.asarray(Image.fromarray(crop).resize((nw, nh), Image.Resampling.BILINEAR))
+        canvas = np.zeros((240, 240, 3), dtype=np.float32)
+        top, left = (240 - nh) // 2, (240 - nw) // 2
+        canvas[top: top + nh, left: left + nw] = resized.astype(np.float32) / 255.0
+        reference.append(((canvas - mean) / std).transpose(2, 0, 1))
+    np.testing.assert_array_equal(np.stack([grada_input(c, 240) for c in crops]), np.stack(reference))
+    device_side = grada_normalise(torch.from_numpy(np.stack([grada_letterbox(c, 240) for c in crops])))
+    np.testing.assert_array_equal(device_side.numpy(), np.stack(reference))
 
 
 def test_grada_face_outputs_and_batch_grouping(tiny_grada: Path, media_dir: Path) -> None:

@@ -17,8 +17,8 @@ import typer
 
 from affectcache.cli._app import ConfigOpt, ManifestOpt, SetOpt, StoreOpt, app, cli_errors
 from affectcache.cli.demo import EXTRA_DEMOS
-from affectcache.cli.results import echo_results, va_rows
-from affectcache.cli.train import train_app
+from affectcache.cli.training.results import echo_results, va_rows
+from affectcache.cli.training.train import train_app
 
 VA_MODELS: tuple[str, ...] = ("ras-face", "ras-behaviour", "ras-audio", "dcmmoe", "dcmmoe-released", "raav")
 """The VA models with a train command here (each is looked up in the model registry)."""

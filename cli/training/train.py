@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from affectcache.cli._app import ManifestOpt, StoreOpt, app, cli_errors
-from affectcache.cli.results import echo_results, preference_rows, results_table, va_rows
+from affectcache.cli.training.results import echo_results, preference_rows, results_table, va_rows
 from affectcache.store.errors import StoreError
 
 train_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
