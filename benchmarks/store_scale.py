@@ -232,6 +232,7 @@ print(before, after, nbytes)
 
 def bench_affwild(out: Path, videos: int, rows_per_video: int, repeat: int) -> list[dict[str, Any]]:
     from affectcache.extractors.core.records import FeatureArray
+    from affectcache.store.format.compaction import CompactionPolicy, maybe_compact
     from affectcache.store.zarr_store import FeatureStore
 
     rng = np.random.default_rng(5)
@@ -262,13 +263,21 @@ def bench_affwild(out: Path, videos: int, rows_per_video: int, repeat: int) -> l
     mb = videos * rows_per_video * 256 * 2 / 1e6
     t_np = best_of(lambda: _load_concat(concat), repeat)
     t_load = best_of(lambda: FeatureStore(store, read_only=True).load("m"), repeat)
+    fragments = len(fs.catalog("m").live_rows())
+    # What a build leaves: the runner compacts at its end when fragments are many and small.
+    report = maybe_compact(fs, "m", CompactionPolicy())
+    compacted = len(fs.catalog("m").live_rows())
+    t_compacted = best_of(lambda: FeatureStore(store, read_only=True).load("m"), repeat)
     proc = subprocess.run([sys.executable, "-c", RSS_SCRIPT, str(store)], capture_output=True, text=True,
                           check=True)
     before_kb, after_kb, nbytes = (int(x) for x in proc.stdout.split())
     grown = (after_kb - before_kb) * 1024
     return [_row(f"Aff-Wild2-like {videos} x {rows_per_video} x 256: np.load concatenated (baseline)", t_np,
                  1.0, f"{mb:.0f} MB float16"),
-            _row("  FeatureStore.load (whole modality)", t_load, t_load / t_np, "target <= 1.5x"),
+            _row(f"  FeatureStore.load, as written ({fragments} fragments)", t_load, t_load / t_np,
+                 "target <= 1.5x"),
+            _row(f"  FeatureStore.load after the build's compaction ({compacted} fragments)", t_compacted,
+                 t_compacted / t_np, "target <= 1.5x" + ("" if report else "; the policy did not compact")),
             _row("  peak RSS of load (above RSS before it) / bytes loaded", float("nan"), grown / nbytes,
                  f"target <= 1.3x; {grown / 1e6:.0f} MB for {nbytes / 1e6:.0f} MB")]
 

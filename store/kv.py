@@ -84,17 +84,21 @@ class LocalKeys:
                     raise OSError(f"{self._path(key)} is shorter than expected")
                 done += n
 
-    def _tmp(self, path: Path) -> Path:
+    def _tmp(self, path: Path, data: bytes) -> Path:
+        """``data`` in a fresh temporary file beside ``path`` (one create + write)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.partial"
-        tmp.write_bytes(b"")
+        try:
+            _write_file(str(tmp), data, os.O_EXCL)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return tmp
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        tmp = self._tmp(path)
+        tmp = self._tmp(path, data)
         try:
-            tmp.write_bytes(data)
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -102,9 +106,8 @@ class LocalKeys:
 
     def put_new(self, key: str, data: bytes) -> bool:
         path = self._path(key)
-        tmp = self._tmp(path)
+        tmp = self._tmp(path, data)
         try:
-            tmp.write_bytes(data)
             # link() fails if the target exists, and the target appears complete: an atomic
             # create-if-absent that a crash can never leave half-written.
             os.link(tmp, path)
@@ -115,14 +118,17 @@ class LocalKeys:
         return True
 
     def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
-        made: set[Path] = set()
+        # Plain os calls on string paths: a fragment is a dozen small files, and pathlib / buffered
+        # file objects cost more than the writes themselves.
+        root = os.fspath(self.root)
+        made: set[str] = set()
         for key, data in items:
-            path = self._path(key)
-            if path.parent not in made:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                made.add(path.parent)
-            with open(path, "wb") as fh:
-                fh.write(data)
+            path = f"{root}/{key}"
+            parent = os.path.dirname(path)
+            if parent not in made:
+                os.makedirs(parent, exist_ok=True)
+                made.add(parent)
+            _write_file(path, data)
 
     def list(self, prefix: str) -> list[str]:
         try:
@@ -140,9 +146,31 @@ class LocalKeys:
 
 
     def delete_trees(self, prefixes: Iterable[str]) -> None:
-        # Deleting folders is journal-bound on most filesystems: threads overlap the waits.
-        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="affectcache-delete") as pool:
-            list(pool.map(self.delete_tree, prefixes))
+        # Deleting folders is journal-bound on most filesystems: threads overlap the waits. The pool
+        # lives on (one per process): a checkpoint trims a few dozen records, and starting eight
+        # threads for each trim cost more than the deletes.
+        list(_delete_pool().map(self.delete_tree, prefixes))
+
+
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _delete_pool() -> ThreadPoolExecutor:
+    """This process's deletion threads (a forked child makes its own: threads do not survive a fork)."""
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=8, thread_name_prefix="affectcache-delete"))
+    return _POOL[1]
+
+
+def _write_file(path: str, data: bytes, flags: int = 0) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | flags, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 class ZarrKeys:
@@ -190,7 +218,18 @@ class ZarrKeys:
 
     def put_new(self, key: str, data: bytes) -> bool:
         from zarr.core.buffer import cpu
+        from zarr.storage import FsspecStore
 
+        if isinstance(self.store, FsspecStore):
+            # zarr's FsspecStore.set_if_not_exists checks, then writes: two committers can both pass the
+            # check. fsspec's create mode is the backend's own conditional write where it has one
+            # (S3 If-None-Match, GCS generation 0, memory, ...), so exactly one creator wins.
+            path = f"{self.store.path.rstrip('/')}/{self._key(key)}"
+            try:
+                self._sync(self.store.fs._pipe_file(path, data, mode="create"))
+            except FileExistsError:
+                return False
+            return True
         if self.get(key) is not None:
             return False
         self._sync(self.store.set_if_not_exists(self._key(key), cpu.Buffer.from_bytes(data)))

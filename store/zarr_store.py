@@ -29,7 +29,9 @@ Stores of format 1 (one Zarr group per video entry) are detected and refused wit
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
+import dataclasses
 import itertools
 import json
 import logging
@@ -63,6 +65,7 @@ from affectcache.store.format.fragments import (
     new_fragment_id,
     parse_array_meta,
     read_rows,
+    shard_layout_ok,
     write_fragment,
 )
 from affectcache.store.ids import validate_video_id
@@ -87,6 +90,10 @@ _MODALITY_NAME = re.compile(r"^(labels/)?[a-z0-9][a-z0-9_.-]*$")
 # Identity fields: a modality reopened with any of these different would mix incompatible rows.
 IDENTITY_KEYS = ("extractor", "version", "modality_kind", "config_fingerprint", "model")
 _READ_ATTEMPTS = 4
+LOAD_THREADS = 4
+"""Threads a large ``load`` reads fragments with."""
+PARALLEL_LOAD_BYTES = 64 << 20
+"""Loads of at least this many bytes of values read their fragments in parallel."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,26 +154,40 @@ class FeatureStore:
         self.url = str(url)
         self.read_only = read_only
         self.storage_options = dict(storage_options or {})
-        mode: Literal["r", "a"] = "r" if read_only else "a"
-        kwargs: dict[str, Any] = {"mode": mode, "use_consolidated": False}
-        if self.storage_options:
-            kwargs["storage_options"] = self.storage_options
-        try:
-            self._root = zarr.open_group(self.url, zarr_format=3, **kwargs)
-        except FileNotFoundError as exc:
-            raise FeatureNotFoundError(f"no feature store at {self.url}") from exc
-        except ContainsGroupError:
-            # Mode "a" checks, then creates: another process created the store in between. Open theirs.
-            self._root = zarr.open_group(self.url, zarr_format=3, **{**kwargs, "mode": "r+"})
-        if not read_only and "affectcache" not in self._root.attrs:
-            self._root.update_attributes({"affectcache": {"layout": LAYOUT_VERSION, "created": utc_now()}})
+        self._root_group: zarr.Group | None = None
         local = self.local_path
+        if not (read_only and local is not None and _is_v3_group(local)):
+            self._open_root()
+        # A local store opened read-only is read through plain files; zarr opens it only when asked
+        # (listing groups, a fragment in a codec read through zarr): a status or a listing is
+        # milliseconds, and zarr's open alone was most of them.
         self._keys: Keys = LocalKeys(local) if local is not None else ZarrKeys(self._root.store,
                                                                                 self._root.path)
         # Modalities this object is rebuilding: reads and writes go to the new generation.
         self._views: dict[str, tuple[str, dict[str, Any]]] = {}
         self._catalogs: dict[tuple[str, str], Catalog] = {}
         self._metas: dict[str, ArrayMeta] = {}  # fragment array metadata never changes
+
+    def _open_root(self) -> zarr.Group:
+        mode: Literal["r", "a"] = "r" if self.read_only else "a"
+        kwargs: dict[str, Any] = {"mode": mode, "use_consolidated": False}
+        if self.storage_options:
+            kwargs["storage_options"] = self.storage_options
+        try:
+            root = zarr.open_group(self.url, zarr_format=3, **kwargs)
+        except FileNotFoundError as exc:
+            raise FeatureNotFoundError(f"no feature store at {self.url}") from exc
+        except ContainsGroupError:
+            # Mode "a" checks, then creates: another process created the store in between. Open theirs.
+            root = zarr.open_group(self.url, zarr_format=3, **{**kwargs, "mode": "r+"})
+        if not self.read_only and "affectcache" not in root.attrs:
+            root.update_attributes({"affectcache": {"layout": LAYOUT_VERSION, "created": utc_now()}})
+        self._root_group = root
+        return root
+
+    @property
+    def _root(self) -> zarr.Group:
+        return self._root_group if self._root_group is not None else self._open_root()
 
     def __repr__(self) -> str:
         return f"FeatureStore({self.url!r})"
@@ -228,14 +249,35 @@ class FeatureStore:
     # ---- modalities -------------------------------------------------------------------------------
     def modalities(self) -> list[str]:
         """Names of the feature modalities in the store (label tracks excluded)."""
-        names = [k for k in self._root.group_keys() if k not in (LABELS_GROUP, PRIVATE_GROUP)]
+        names = [k for k in self._child_groups("") if k not in (LABELS_GROUP, PRIVATE_GROUP)]
         return sorted(names)
 
     def label_tracks(self) -> list[str]:
         """Names of the label tracks (``valence`` for ``labels/valence``)."""
-        if LABELS_GROUP not in self._root:
-            return []
-        return sorted(self._group(LABELS_GROUP).group_keys())
+        return sorted(self._child_groups(LABELS_GROUP))
+
+    def _child_groups(self, path: str) -> list[str]:
+        """Names of the groups directly under ``path`` ("" = the root); empty when it is absent."""
+        if self.local_path is None:  # object stores: zarr lists them
+            if path and path not in self._root:
+                return []
+            return list((self._group(path) if path else self._root).group_keys())
+        names = []
+        for name in self._keys.list(path):
+            if name.startswith(".") or name == "zarr.json":
+                continue
+            key = f"{path}/{name}/zarr.json" if path else f"{name}/zarr.json"
+            raw = self._keys.get(key)
+            if raw is None:
+                continue  # a folder that is no Zarr node (zarr ignores it too)
+            try:
+                node = json.loads(raw).get("node_type")
+            except (ValueError, AttributeError) as exc:
+                raise StoreError(f"{key} in {self.url} is unreadable ({exc}); the store was damaged "
+                                 "outside affectcache") from exc
+            if node == "group":
+                names.append(name)
+        return names
 
     def has_modality(self, name: str) -> bool:
         """Whether the modality group exists (it may still hold no entries)."""
@@ -504,7 +546,10 @@ class FeatureStore:
             raw = self._keys.get(f"{path}/zarr.json")
             if raw is None:
                 return None
-            meta = self._metas[path] = parse_array_meta(path, raw)
+            meta = parse_array_meta(path, raw)
+            if meta.inner_rows and shard_layout_ok(self._keys, meta):
+                meta = dataclasses.replace(meta, direct=True)
+            self._metas[path] = meta
         return meta
 
     def _zarr_array(self, key: str) -> zarr.Array[Any]:
@@ -608,7 +653,8 @@ class FeatureStore:
         row_arrays = {key: np.empty(n, dtype=np.int64 if key == "frame" else np.float64)
                       for key in ROW_KEYS[kind]}
         mask = np.ones(n, dtype=bool)
-        for k, lo, hi, out_lo, any_mask in _runs(frag, start, counts, has_mask, offsets):
+        def read_run(run: tuple[int, int, int, int, bool]) -> None:
+            k, lo, hi, out_lo, any_mask = run
             fragment = names[k]
             meta = self._meta(name, fragment, "values")
             if meta is None:
@@ -622,6 +668,21 @@ class FeatureStore:
                 self._read_rows(name, fragment, key, lo, hi, arr[out_lo:out_hi])
             if any_mask:
                 self._read_rows(name, fragment, "mask", lo, hi, mask[out_lo:out_hi])
+
+        runs = list(_runs(frag, start, counts, has_mask, offsets))
+        if values.nbytes >= PARALLEL_LOAD_BYTES:
+            # Pieces of a few tens of MB, so one large (compacted) fragment is read in parallel too.
+            step = max(1, (PARALLEL_LOAD_BYTES // 2) // max(1, values[:1].nbytes))
+            runs = [(k, a, min(a + step, hi), out_lo + a - lo, any_mask)
+                    for k, lo, hi, out_lo, any_mask in runs for a in range(lo, hi, step)]
+        if len(runs) > 1 and values.nbytes >= PARALLEL_LOAD_BYTES:
+            # Large reads overlap well (file reads release the GIL; object stores answer in parallel);
+            # every run fills its own slice of the preallocated result.
+            with cf.ThreadPoolExecutor(LOAD_THREADS, thread_name_prefix="affectcache-load") as pool:
+                list(pool.map(read_run, runs))  # re-raises the first error
+        else:
+            for run in runs:
+                read_run(run)
         attrs = state.attrs_of(ids)
         return PackedModality(modality=name, kind=kind, video_ids=tuple(ids), offsets=offsets,
                               values=values, mask=mask, row_arrays=row_arrays, entry_attrs=attrs,
@@ -721,6 +782,15 @@ def _runs(frag: np.ndarray, start: np.ndarray, counts: np.ndarray, has_mask: np.
         lo = int(start[a])
         yield (int(frag[a]), lo, lo + int(offsets[b] - offsets[a]), int(offsets[a]),
                bool(mask_cum[b] - mask_cum[a]))
+
+
+def _is_v3_group(path: Path) -> bool:
+    """Whether ``path`` holds a Zarr v3 group (what opening it read-only through zarr would accept)."""
+    try:
+        meta = json.loads((path / "zarr.json").read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("zarr_format") == 3 and meta.get("node_type") == "group"
 
 
 def new_generation() -> str:

@@ -25,8 +25,10 @@ source facts, extractor attrs and commit time, plus the failure records and the 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import logging
+import operator
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -76,6 +78,28 @@ class CatalogEntry(NamedTuple):
     """Commit time (seconds since the epoch)."""
 
 
+_LAZY_SOURCES: Mapping[str, tuple[str, Any]] = {
+    "_frag": ("fragment", np.int64), "_start": ("start", np.int64), "_n": ("n_rows", np.int64),
+    "_mask": ("mask", np.bool_), "_time": ("time_s", np.float64)}
+
+
+class _LazyColumn:
+    """A numeric checkpoint column of :class:`CatalogState`, decoded from its packed form on first use."""
+
+    NAMES = ("_frag", "_start", "_n", "_mask", "_time")
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: CatalogState | None, owner: type) -> Any:
+        if obj is None:
+            return self
+        key, dtype = _LAZY_SOURCES[self.name]
+        column: npt.NDArray[Any] = _unpack(obj._packed_cols[key]).astype(dtype, copy=False)
+        obj.__dict__[self.name] = column  # cached: later reads skip the descriptor
+        return column
+
+
 class CatalogState:
     """The committed state of one generation of a modality, at ``version``.
 
@@ -85,7 +109,14 @@ class CatalogState:
     mutated once handed out (committing produces a new one), so readers in other threads are safe.
     """
 
+    _frag = _LazyColumn()
+    _start = _LazyColumn()
+    _n = _LazyColumn()
+    _mask = _LazyColumn()
+    _time = _LazyColumn()
+
     def __init__(self) -> None:
+        self._packed_cols: Mapping[str, Any] = {}
         self.version = -1
         """Last applied commit (-1: none yet)."""
         self._fail_decoded: dict[str, dict[str, Any]] | None = {}
@@ -106,6 +137,8 @@ class CatalogState:
         self._source_extra: dict[str, dict[str, Any]] = {}
         self._attrs: dict[str, dict[str, Any]] = {}
         self._pos_cache: dict[str, int] | None = None
+        self._facts_cache: list[tuple[Any, ...]] | None = None
+        self._facts_map: dict[str, tuple[Any, ...]] | None = None
         self._over: dict[str, CatalogEntry | None] = {}
         self._sorted: list[str] | None = None
 
@@ -244,6 +277,8 @@ class CatalogState:
         """Extractor attrs of ``ids`` (empty mappings for entries without)."""
         empty: Mapping[str, Any] = {}
         over = self._over
+        if not over:  # one C-level pass (most entries carry no attrs)
+            return tuple(map(self._attrs.get, ids, itertools.repeat(empty)))
         return tuple((e.attrs if (e := over[v]) is not None else empty) if v in over
                      else self._attrs.get(v, empty) for v in ids)
 
@@ -258,28 +293,47 @@ class CatalogState:
     def changed_sources(self, current: Mapping[str, Mapping[str, Any]]) -> set[str]:
         """Ids of ``current`` (id -> source facts now) committed with other size/mtime/clip bounds.
 
-        Same rule as :func:`affectcache.store.zarr_store.source_changed`, on the columns directly.
+        Same rule as :func:`affectcache.store.zarr_store.source_changed`, on the columns directly: the
+        checkpoint's facts are compared as one tuple per entry built once per state (no per-entry
+        objects), the few entries changed since the checkpoint one by one.
         """
         out: set[str] = set()
-        pos = self._pos
-        size, mtime, start_s, end_s = (self._source[k] for k in _COMPARED)
         over, extra = self._over, self._source_extra
-        for vid, now in current.items():
-            if vid in over or vid in extra:
-                entry = self.get(vid)
-                if entry is None:
-                    continue
-                old = tuple(entry.source.get(k) for k in _COMPARED)
-            else:
-                i = pos.get(vid)
-                if i is None:
-                    continue
-                old = (size[i], mtime[i], start_s[i], end_s[i])
-            # Not comparable (media gone now, or recorded without source facts) counts as unchanged.
-            if old[0] is not None and now.get("size") is not None and old != (
-                    now.get("size"), now.get("mtime"), now.get("start_s"), now.get("end_s")):
+        special = [v for v in over if v in current] + [v for v in extra if v in current and v not in over]
+        for vid in special:
+            entry = self.get(vid)
+            if entry is not None and _differs(tuple(entry.source.get(k) for k in _COMPARED), current[vid]):
                 out.add(vid)
+        if not self._ids:
+            return out
+        ids = list(current)
+        now = _facts(list(current.values()))
+        if ids == self._ids:  # a manifest of exactly the committed entries: rows line up already
+            old = self._source_facts()
+        else:
+            old = list(map(self._facts_by_id().get, ids, itertools.repeat(_NO_FACTS)))
+        # Compared in C first; only the differing few are looked at one by one.
+        candidates = itertools.compress(zip(ids, old, now, strict=True), map(operator.ne, old, now))
+        skip = set(special)
+        # Not comparable (media gone now, or recorded without source facts) counts as unchanged.
+        out.update(v for v, o, n in candidates if o[0] is not None and n[0] is not None and v not in skip)
         return out
+
+    def _facts_by_id(self) -> dict[str, tuple[Any, ...]]:
+        if self._facts_map is None:
+            self._facts_map = dict(zip(self._ids, self._source_facts(), strict=True))
+        return self._facts_map
+
+    def _source_facts(self) -> list[tuple[Any, ...]]:
+        """Per checkpoint row, the compared source facts as one tuple (built once per state)."""
+        if self._facts_cache is None:
+            if self._source_cols is None:
+                packed = self._source_packed
+                cols = [_unpack_optional(packed[f"source_{k}"]) for k in _COMPARED]
+            else:
+                cols = [self._source_cols[k] for k in _COMPARED]
+            self._facts_cache = list(zip(*cols, strict=True))
+        return self._facts_cache
 
     def retired(self) -> list[str]:
         """Committed fragments no entry points at (garbage until purged)."""
@@ -332,34 +386,102 @@ class CatalogState:
 
     # ---- checkpoints ------------------------------------------------------------------------------
     def to_checkpoint(self) -> dict[str, Any]:
-        """The state as columnar JSON data."""
-        vids = self.videos()
-        names, frag, start, n, mask = self.columns(vids)
-        used = sorted(set(self.fragment_rows) | {names[i] for i in np.unique(frag)})
-        remap = np.array([used.index(f) if f in used else -1 for f in names], dtype=np.int64)
+        """The state as columnar JSON data.
+
+        Built from the checkpoint's columns with the overlay's entries merged in as whole columns (only
+        the overlay's entries are visited one by one), so a checkpoint costs little more than its JSON.
+        """
         if self._over:
-            rows = [self[v] for v in vids]
-            times = [e.time for e in rows]
-            source = {k: [e.source.get(k) for e in rows] for k in _SOURCE_COLUMNS}
-            extra = {v: {k: x for k, x in e.source.items() if k not in _SOURCE_COLUMNS}
-                     for v, e in zip(vids, rows, strict=True)}
-            attrs = {v: dict(e.attrs) for v, e in zip(vids, rows, strict=True) if e.attrs}
+            cols = self._merged_columns()
         else:
-            times = self._time.tolist()
-            source = self._source
-            extra = self._source_extra
-            attrs = self._attrs
+            cols = {"video_id": self._ids, "frag_names": self._frag_names, "fragment": self._frag,
+                    "start": self._start, "n_rows": self._n, "mask": self._mask, "time_s": self._time,
+                    "source": self._packed_source(), "source_extra": self._source_extra,
+                    "attrs": self._attrs}
+        names, frag = cols["frag_names"], cols["fragment"]
+        used = sorted(set(self.fragment_rows) | {names[i] for i in np.unique(frag).tolist()})
+        where = {f: i for i, f in enumerate(used)}
+        remap = np.array([where.get(f, -1) for f in names], dtype=np.int64)
+        source = cols["source"]
         columns: dict[str, Any] = {
-            "video_id": vids, "fragment": _pack(remap[frag] if len(frag) else frag, "<i8"),
-            "start": _pack(start, "<i8"), "n_rows": _pack(n, "<i8"), "mask": _pack(mask, "|b1"),
-            "time_s": _pack(np.asarray(times, dtype=np.float64), "<f8"),
-            "source_path": source["path"],
-            "source_extra": {v: x for v, x in extra.items() if x}, "attrs": attrs}
-        for key in ("size", "mtime", "start_s", "end_s"):
-            columns[f"source_{key}"] = _pack_optional(source[key])
+            "video_id": cols["video_id"], "fragment": _pack_int(remap[frag] if len(frag) else frag),
+            "start": _pack_int(cols["start"]), "n_rows": _pack_int(cols["n_rows"]),
+            "mask": _pack(cols["mask"], "|b1"), "time_s": _pack(cols["time_s"], "<f8"),
+            "source_extra": {v: x for v, x in cols["source_extra"].items() if x}, "attrs": cols["attrs"],
+            **source}
         return {"version": self.version, "fragments": used,
                 "fragment_rows": [self.fragment_rows.get(f, 0) for f in used],
                 "entries": columns, "failures": self._packed_failures()}
+
+    def _packed_source(self) -> dict[str, Any]:
+        """The checkpoint's source columns in their checkpoint encoding."""
+        if self._source_cols is None:
+            return {k: v for k, v in self._source_packed.items() if k != "source_extra"}
+        cols = self._source_cols
+        return {"source_path": cols["path"],
+                **{f"source_{k}": _pack_optional(cols[k]) for k in ("size", "mtime", "start_s", "end_s")}}
+
+    def _merged_columns(self) -> dict[str, Any]:
+        """The checkpoint's columns without the overlaid entries, plus the overlay's, in id order."""
+        pos = self._pos
+        drop = [pos[v] for v in self._over if v in pos]
+        keep = np.ones(len(self._ids), dtype=bool)
+        keep[drop] = False
+        added = sorted((v, e) for v, e in self._over.items() if e is not None)
+        names = list(self._frag_names)
+        lookup = {f: i for i, f in enumerate(names)}
+        for _, e in added:
+            if e.fragment not in lookup:
+                lookup[e.fragment] = len(names)
+                names.append(e.fragment)
+        ids = np.concatenate([np.array(self._ids, dtype=object)[keep],
+                              np.array([v for v, _ in added], dtype=object)])
+        order = np.argsort(ids.astype(str), kind="stable")
+
+        def merged(base: npt.NDArray[Any], new: Sequence[Any], dtype: Any) -> npt.NDArray[Any]:
+            return np.concatenate([base[keep], np.asarray(new, dtype=dtype)])[order]
+
+        base = self._packed_source()
+        path = np.array(base["source_path"], dtype=object)[keep]
+        out_source: dict[str, Any] = {"source_path": np.concatenate([path, _objects(
+            [e.source.get("path") for _, e in added])])[order].tolist()}
+        for key in ("size", "mtime", "start_s", "end_s"):
+            # Merged as packed numbers: the checkpoint's values are never turned into Python objects.
+            old = base[f"source_{key}"]
+            old_vals, old_present = _optional_arrays(old)
+            new_vals, new_present = _optional_arrays(_pack_optional([e.source.get(key) for _, e in added]))
+            if old_present.any() and new_present.any() and old_vals.dtype != new_vals.dtype:
+                old_vals, new_vals = old_vals.astype(np.float64), new_vals.astype(np.float64)
+            elif not old_present.any():
+                old_vals = old_vals.astype(new_vals.dtype)  # all absent: take the other side's type
+            else:
+                new_vals = new_vals.astype(old_vals.dtype)
+            present = np.concatenate([old_present[keep], new_present])[order]
+            merged_vals = np.concatenate([old_vals[keep], new_vals])[order]
+            if not present.any():
+                out_source[f"source_{key}"] = {"absent": len(present)}
+                continue
+            column: dict[str, Any] = {"values": _pack_int(merged_vals) if merged_vals.dtype.kind == "i"
+                                      else _pack(merged_vals, "<f8")}
+            if not present.all():
+                column["present"] = _pack(present, "|b1")
+            out_source[f"source_{key}"] = column
+        dropped = {self._ids[i] for i in drop}
+        extra = {v: x for v, x in self._source_extra.items() if v not in dropped}
+        attrs = {v: a for v, a in self._attrs.items() if v not in dropped}
+        for vid, e in added:
+            more = {k: x for k, x in e.source.items() if k not in _SOURCE_COLUMNS}
+            if more:
+                extra[vid] = more
+            if e.attrs:
+                attrs[vid] = dict(e.attrs)
+        return {"video_id": ids[order].tolist(), "frag_names": names,
+                "fragment": merged(self._frag, [lookup[e.fragment] for _, e in added], np.int64),
+                "start": merged(self._start, [e.start for _, e in added], np.int64),
+                "n_rows": merged(self._n, [e.n_rows for _, e in added], np.int64),
+                "mask": merged(self._mask, [e.has_mask for _, e in added], bool),
+                "time_s": merged(self._time, [e.time for _, e in added], np.float64),
+                "source": out_source, "source_extra": extra, "attrs": attrs}
 
     def _packed_failures(self) -> dict[str, Any]:
         """The failure records as checkpoint columns, merged from the packed ones without decoding."""
@@ -389,11 +511,9 @@ class CatalogState:
         state.version = int(data["version"])
         state._ids = list(cols["video_id"])
         state._frag_names = list(data["fragments"])
-        state._frag = _unpack(cols["fragment"]).astype(np.int64, copy=False)
-        state._start = _unpack(cols["start"]).astype(np.int64, copy=False)
-        state._n = _unpack(cols["n_rows"]).astype(np.int64, copy=False)
-        state._mask = _unpack(cols["mask"]).astype(bool, copy=False)
-        state._time = _unpack(cols["time_s"]).astype(np.float64, copy=False)
+        for attr in _LazyColumn.NAMES:  # decoded on first use (listing needs none of them)
+            del state.__dict__[attr]
+        state._packed_cols = cols
         state._source_cols = None
         state._source_packed = {k: v for k, v in cols.items() if k.startswith("source_")}
         state._source_extra = dict(cols.get("source_extra") or {})
@@ -489,8 +609,11 @@ class Catalog:
 
         ``checkpoint`` forces a checkpoint right after it (compaction and upgrade end with one).
         """
-        for _attempt in range(1000):
-            state = self.state()
+        for attempt in range(1000):
+            # First try on the cached state without listing the log: if another committer got there
+            # first our version is taken (put_new fails) and we re-read; if it was even trimmed, the
+            # checkpoint check below withdraws the record.
+            state = self._state if attempt == 0 and self._state.version >= 0 else self.state()
             version = state.version + 1
             payload = {**record, "version": version, "time_s": time.time()}
             doc = group_bytes({_RECORD_ATTR: payload})
@@ -554,21 +677,72 @@ def _pack(arr: npt.NDArray[Any], dtype: str) -> dict[str, str]:
     return {"dtype": dtype, "b64": base64.b64encode(raw).decode()}
 
 
+def _pack_int(arr: npt.NDArray[Any]) -> dict[str, str]:
+    """Integers in the narrowest signed type that holds them (readers widen to int64)."""
+    arr = np.asarray(arr, dtype=np.int64)
+    lo, hi = (int(arr.min()), int(arr.max())) if len(arr) else (0, 0)
+    for dtype in ("<i1", "<i2", "<i4"):
+        info = np.iinfo(np.dtype(dtype))
+        if info.min <= lo and hi <= info.max:
+            return _pack(arr, dtype)
+    return _pack(arr, "<i8")
+
+
 def _unpack(data: Mapping[str, str]) -> npt.NDArray[Any]:
     return np.frombuffer(base64.b64decode(data["b64"]), dtype=data["dtype"])
 
 
 def _pack_optional(values: Sequence[Any]) -> dict[str, Any]:
-    """Numbers that may be None (ints stay ints): as packed values + a packed 'present' mask."""
+    """Numbers that may be None (ints stay ints): packed values + a packed 'present' mask, the mask left
+    out when every value is present and the values too when none is (clip bounds of whole files)."""
     present = np.array([v is not None for v in values], dtype=bool)
+    if not present.any():
+        return {"absent": len(values)}
     is_int = all(isinstance(v, int) and not isinstance(v, bool) for v in values if v is not None)
     filled = np.array([v if v is not None else 0 for v in values], dtype=np.int64 if is_int else np.float64)
-    return {"values": _pack(filled, "<i8" if is_int else "<f8"), "present": _pack(present, "|b1")}
+    packed = {"values": _pack_int(filled) if is_int else _pack(filled, "<f8")}
+    return packed if present.all() else {**packed, "present": _pack(present, "|b1")}
+
+
+def _optional_arrays(data: Mapping[str, Any]) -> tuple[npt.NDArray[Any], npt.NDArray[np.bool_]]:
+    """(values, present) of a :func:`_pack_optional` column (any of its forms)."""
+    if "absent" in data:
+        n = int(data["absent"])
+        return np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool)
+    values = _unpack(data["values"])
+    values = values.astype(np.int64 if values.dtype.kind == "i" else np.float64, copy=False)
+    present = _unpack(data["present"]) if "present" in data else np.ones(len(values), dtype=bool)
+    return values, present
+
+
+def _differs(old: tuple[Any, ...], now: Mapping[str, Any]) -> bool:
+    # Not comparable (media gone now, or recorded without source facts) counts as unchanged.
+    return old[0] is not None and now.get("size") is not None and old != tuple(now.get(k) for k in _COMPARED)
+
+
+_NO_FACTS = (None, None, None, None)
+_FACTS = operator.itemgetter(*_COMPARED)
+
+
+def _facts(sources: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """The compared source facts of each mapping, as tuples (missing keys read as None)."""
+    try:
+        return list(map(_FACTS, sources))
+    except KeyError:
+        return [tuple(src.get(k) for k in _COMPARED) for src in sources]
+
+
+def _objects(values: Sequence[Any]) -> npt.NDArray[Any]:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
 
 
 def _unpack_optional(data: Mapping[str, Any]) -> list[Any]:
-    values: list[Any] = _unpack(data["values"]).tolist()
-    present = _unpack(data["present"])
+    if "absent" in data:
+        return [None] * int(data["absent"])
+    values_arr, present = _optional_arrays(data)
+    values: list[Any] = values_arr.tolist()
     if not present.all():
         for i in np.flatnonzero(~present).tolist():
             values[i] = None

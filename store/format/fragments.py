@@ -146,13 +146,16 @@ def array_files(path: str, arr: npt.NDArray[Any], dims: Sequence[str],
             codec["configuration"] = {"endian": "little"}
         codecs = [codec]
         rows = _chunk_rows(arr.shape, arr.dtype.itemsize)
+    tail = ".0" * (arr.ndim - 1)
+    n_chunks = math.ceil(arr.shape[0] / rows)
+    if data_type != "string" and n_chunks > 1:
+        return _sharded_files(path, arr, dims, attributes, rows, n_chunks)
     meta = {"zarr_format": 3, "node_type": "array", "shape": list(arr.shape), "data_type": data_type,
             "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [rows, *arr.shape[1:]]}},
             "chunk_key_encoding": {"name": "v2", "configuration": {"separator": "."}},
             "fill_value": fill, "codecs": codecs, "attributes": dict(attributes or {}),
             "dimension_names": list(dims)}
     files = [(f"{path}/zarr.json", json.dumps(meta).encode())]
-    tail = ".0" * (arr.ndim - 1)
     for i in range(math.ceil(arr.shape[0] / rows)):
         block = arr[i * rows: (i + 1) * rows]
         if data_type == "string":
@@ -164,6 +167,53 @@ def array_files(path: str, arr: npt.NDArray[Any], dims: Sequence[str],
             data = block.tobytes()
         files.append((f"{path}/{i}{tail}", data))
     return files
+
+
+def _sharded_files(path: str, arr: npt.NDArray[Any], dims: Sequence[str],
+                   attributes: Mapping[str, Any] | None,
+                   rows: int, n_chunks: int) -> list[tuple[str, bytes]]:
+    """A multi-chunk array as one Zarr v3 shard (``sharding_indexed``): one file instead of one per chunk.
+
+    The inner chunks are stored back to back in order, then the index (offset, size per chunk), so row
+    ``r`` is at byte ``r * row_bytes`` of the shard (what :func:`shard_layout_ok` checks before the
+    direct reader relies on it).
+    """
+    padded = n_chunks * rows
+    data = arr.tobytes()
+    if padded > arr.shape[0]:  # the shard's last inner chunk is stored at full size
+        data += bytes((padded - arr.shape[0]) * arr[:1].nbytes)
+    chunk_bytes = rows * (arr[:1].nbytes if arr.shape[0] else 0)
+    index = np.empty((n_chunks, 2), dtype="<u8")
+    index[:, 0] = np.arange(n_chunks, dtype=np.uint64) * chunk_bytes
+    index[:, 1] = chunk_bytes
+    endian = {"configuration": {"endian": "little"}} if arr.dtype.itemsize > 1 else {}
+    meta = {"zarr_format": 3, "node_type": "array", "shape": list(arr.shape), "data_type": arr.dtype.name,
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [padded, *arr.shape[1:]]}},
+            "chunk_key_encoding": {"name": "v2", "configuration": {"separator": "."}},
+            "fill_value": False if arr.dtype.kind == "b" else 0,
+            "codecs": [{"name": "sharding_indexed", "configuration": {
+                "chunk_shape": [rows, *arr.shape[1:]], "codecs": [{"name": "bytes", **endian}],
+                "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
+                "index_location": "end"}}],
+            "attributes": dict(attributes or {}), "dimension_names": list(dims)}
+    tail = ".0" * (arr.ndim - 1)
+    return [(f"{path}/zarr.json", json.dumps(meta).encode()), (f"{path}/0{tail}", data + index.tobytes())]
+
+
+def shard_layout_ok(keys: Keys, meta: ArrayMeta) -> bool:
+    """Whether a one-shard array's index says its inner chunks lie back to back in order (as written
+    here), so rows can be read at ``row * row_bytes``; anything else is read through zarr."""
+    n_chunks = meta.chunk_rows // meta.inner_rows
+    chunk_bytes = meta.inner_rows * meta.row_bytes
+    try:
+        raw = keys.get_range(meta.chunk_key(0), n_chunks * chunk_bytes, 16 * n_chunks)
+    except (FileNotFoundError, OSError):
+        return False
+    if len(raw) != 16 * n_chunks:
+        return False
+    index = np.frombuffer(raw, dtype="<u8").reshape(n_chunks, 2)
+    expected = np.arange(n_chunks, dtype=np.uint64) * chunk_bytes
+    return bool((index[:, 0] == expected).all() and (index[:, 1] == chunk_bytes).all())
 
 
 def write_fragment(keys: Keys, modality: str, kind: ModalityKind,
@@ -208,16 +258,12 @@ def write_columns(keys: Keys, modality: str, kind: ModalityKind, columns: Mappin
         "created": utc_now()}})))
     keys.put_many(files)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    rows = tuple(EntryRows(video_id=vid, start=int(s), n_rows=int(n), has_mask=has_mask,
-                           source=_plain(src), attrs=_plain(attrs))
-                 for (vid, n, has_mask, src, attrs), s in zip(entries, starts, strict=True))
+    # One JSON round trip for all entries' facts (tuples become lists; numpy scalars are refused).
+    plain = json.loads(json.dumps([[dict(e[3]), dict(e[4])] for e in entries]))
+    rows = tuple(EntryRows(video_id=vid, start=int(s), n_rows=int(n), has_mask=has_mask, source=src,
+                           attrs=attrs)
+                 for (vid, n, has_mask, _, _), s, (src, attrs) in zip(entries, starts, plain, strict=True))
     return FragmentInfo(fragment_id=fid, n_rows=n_rows, entries=rows)
-
-
-def _plain(data: Mapping[str, Any]) -> dict[str, Any]:
-    """JSON-plain copy (tuples become lists, numpy scalars are refused by json with a clear error)."""
-    plain: dict[str, Any] = json.loads(json.dumps(dict(data)))
-    return plain
 
 
 def _concat(parts: Sequence[npt.NDArray[Any]], *, what: str) -> npt.NDArray[Any]:
@@ -248,6 +294,9 @@ class ArrayMeta:
     """vlen-utf8 strings."""
     direct: bool
     """Readable here (bytes or vlen-utf8 codec, v2 '.' chunk keys); otherwise through zarr."""
+    inner_rows: int = 0
+    """Rows per inner chunk of a one-shard array written by :func:`array_files` (0: not sharded); such
+    an array is direct only once :func:`shard_layout_ok` confirmed its layout."""
 
     @property
     def row_bytes(self) -> int:
@@ -268,9 +317,20 @@ def parse_array_meta(key: str, raw: bytes) -> ArrayMeta:
     direct = (enc.get("name") == "v2" and enc.get("configuration", {}).get("separator", ".") == "."
               and codecs == (["vlen-utf8"] if string else ["bytes"]))
     dtype = np.dtype(object) if string else np.dtype(meta["data_type"]).newbyteorder("<")
-    return ArrayMeta(key=key, shape=tuple(meta["shape"]), dtype=dtype,
-                     chunk_rows=int(meta["chunk_grid"]["configuration"]["chunk_shape"][0]),
-                     string=string, direct=direct)
+    chunk_rows = int(meta["chunk_grid"]["configuration"]["chunk_shape"][0])
+    inner_rows = 0
+    if codecs == ["sharding_indexed"] and not string and enc.get("name") == "v2":
+        conf = meta["codecs"][0].get("configuration", {})
+        inner = conf.get("chunk_shape") or [0]
+        plain = ([c.get("name") for c in conf.get("codecs", [])] == ["bytes"]
+                 and [c.get("name") for c in conf.get("index_codecs", [])] == ["bytes"]
+                 and conf.get("index_location", "end") == "end")
+        # One shard holding the whole array, inner chunks along rows only: possibly ours.
+        if (plain and int(inner[0]) > 0 and chunk_rows % int(inner[0]) == 0
+                and chunk_rows >= int(meta["shape"][0]) and list(inner[1:]) == list(meta["shape"][1:])):
+            inner_rows = int(inner[0])
+    return ArrayMeta(key=key, shape=tuple(meta["shape"]), dtype=dtype, chunk_rows=chunk_rows,
+                     string=string, direct=direct, inner_rows=inner_rows)
 
 
 def read_rows(keys: Keys, meta: ArrayMeta, lo: int, hi: int,
