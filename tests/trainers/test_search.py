@@ -316,3 +316,19 @@ def test_cli_search_on_a_two_worker_local_cluster(va_store: tuple[Path, Path], t
                                   "--out", str(tmp_path / "other")])
     assert refused.exit_code == 2
     assert "no_such_field" in refused.output
+
+
+def test_an_in_process_trial_leaves_the_callers_torch_threads(va_store: tuple[Path, Path],
+                                                              tmp_path: Path) -> None:
+    import torch
+
+    from affectcache.trainers.search.trials import TrialTask, run_trial
+
+    before = torch.get_num_threads()
+    task = TrialTask(model="ras-face", trial_id="t", params={"n_heads": 3}, config={**FACE, "n_heads": 3},
+                     store=str(va_store[0]), manifest=load_manifest(va_store[1]), run_dir=str(tmp_path / "t"),
+                     torch_threads=before + 1)
+    record = run_trial(task)
+    assert record.status == "failed"  # 16 hidden units do not split into 3 heads
+    assert "divisible" in str(record.error)
+    assert torch.get_num_threads() == before

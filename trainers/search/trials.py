@@ -112,13 +112,23 @@ def run_trial(task: TrialTask) -> TrialRecord:
     else propagates."""
     import torch
 
+    threads = torch.get_num_threads()
+    if task.torch_threads is not None:
+        torch.set_num_threads(task.torch_threads)
+    try:
+        return _train_trial(task)
+    finally:
+        torch.set_num_threads(threads)  # an in-process trial leaves the caller's thread count alone
+
+
+def _train_trial(task: TrialTask) -> TrialRecord:
+    import torch
+
     from affectcache.store.zarr_store import FeatureStore
     from affectcache.trainers.data.config import VAConfig
     from affectcache.trainers.models import get_model_spec
     from affectcache.trainers.va import train_va
 
-    if task.torch_threads is not None:
-        torch.set_num_threads(task.torch_threads)
     start = time.monotonic()
     try:
         config = get_model_spec(task.model).config_type.from_dict(task.config)
