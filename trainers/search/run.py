@@ -186,7 +186,8 @@ def _check_finished_inputs(out_dir: Path, previous: dict[str, TrialRecord], stor
         if key in seen:
             continue
         seen.add(key)
-        fs = fs or FeatureStore(store, read_only=True)
+        if fs is None:
+            fs = FeatureStore(store, read_only=True)
         try:
             check_run_inputs(read_run(run_json.parent), fs, manifest)
         except ProvenanceMismatchError as exc:
