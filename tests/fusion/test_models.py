@@ -79,6 +79,9 @@ def test_config_cross_field_problems_are_all_reported() -> None:
         RAAVConfig.from_dict({"priors": [1.0]})
     with pytest.raises(ConfigError, match="one prompt each"):
         KookminConfig.from_dict({"prompts": ["a", "b"]})
+    for cfg in (dcmmoe_config(), dcmmoe_released_config(), raav_config(), kookmin_config()):
+        with pytest.raises(ConfigError, match="labels must name 2 tracks"):
+            type(cfg).from_dict({**cfg.to_dict(), "labels": ["valence"]})
 
 
 # ---- RAAV gating arithmetic --------------------------------------------------------------------------

@@ -99,10 +99,17 @@ def frame_windows(clock: FrameClock, *, window: int, hop: int,
     """RAS's frame windows over the clock rows of ``videos`` (positions; default all)."""
     if window < 1 or hop < 1:
         raise ValueError(f"window and hop must be >= 1, got {window} and {hop}")
+    return _windows(clock.offsets, range(len(clock)) if videos is None else videos, window, hop,
+                    end_aligned=True)
+
+
+def _windows(offsets: npt.NDArray[np.int64], videos: Sequence[int], window: int, hop: int, *,
+             end_aligned: bool) -> Windows:
+    """The windows of each video's row range ``offsets[i]:offsets[i + 1]``, in packed row positions."""
     vids, starts, lengths = [], [], []
-    for i in range(len(clock)) if videos is None else videos:
-        base, n = int(clock.offsets[i]), int(clock.offsets[i + 1] - clock.offsets[i])
-        for s, length in _window_starts(n, window, hop, end_aligned=True):
+    for i in videos:
+        base, n = int(offsets[i]), int(offsets[i + 1] - offsets[i])
+        for s, length in _window_starts(n, window, hop, end_aligned=end_aligned):
             vids.append(i)
             starts.append(base + s)
             lengths.append(length)
@@ -149,15 +156,7 @@ def segment_windows(segments: Segments, *, window: int, stride: int, videos: Seq
     """RAS's runs of ``window`` segments every ``stride`` (last run shorter) over clock videos ``videos``."""
     if window < 1 or stride < 1:
         raise ValueError(f"window and stride must be >= 1, got {window} and {stride}")
-    vids, starts, lengths = [], [], []
-    for i in videos:
-        base, n = int(segments.offsets[i]), int(segments.offsets[i + 1] - segments.offsets[i])
-        for s, length in _window_starts(n, window, stride, end_aligned=False):
-            vids.append(i)
-            starts.append(base + s)
-            lengths.append(length)
-    return Windows(video=np.asarray(vids, np.int64), start=np.asarray(starts, np.int64),
-                   length=np.asarray(lengths, np.int64), size=window)
+    return _windows(segments.offsets, videos, window, stride, end_aligned=False)
 
 
 def segment_targets(segments: Segments, clock: FrameClock,

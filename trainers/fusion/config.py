@@ -50,6 +50,9 @@ class FusionVAConfig(VAConfig):
 
     def validate(self) -> list[str]:
         problems = super().validate()
+        if len(self.labels) != 2:
+            problems.append(f"fusion models predict valence and arousal: labels must name 2 tracks, got "
+                            f"{list(self.labels)}")
         if self.input_modalities and (len(self.input_modalities) != len(self.streams())
                                       or not all(self.input_modalities)):
             problems.append(f"input_modalities must name one store modality per stream "

@@ -114,9 +114,6 @@ class DCMMOEConfig(FusionVAConfig):
     def validate(self) -> list[str]:
         """Every cross-field problem of this config."""
         problems = super().validate()
-        if len(self.labels) != 2:
-            problems.append(f"dcmmoe predicts valence and arousal: labels must name 2 tracks, got "
-                            f"{list(self.labels)}")
         if not self.modalities or len(set(self.modalities)) != len(self.modalities):
             problems.append(f"modalities must be distinct and non-empty, got {list(self.modalities)}")
         if FUSION_STREAM in self.modalities:

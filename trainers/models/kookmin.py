@@ -142,9 +142,6 @@ class KookminConfig(FusionVAConfig):
     def validate(self) -> list[str]:
         """Every cross-field problem of this config."""
         problems = super().validate()
-        if len(self.labels) != 2:
-            problems.append(f"kookmin predicts valence and arousal: labels must name 2 tracks, got "
-                            f"{list(self.labels)}")
         if self.face_slot < 0:
             problems.append(f"face_slot must be >= 0, got {self.face_slot}")
         if self.visual_modality == self.audio_modality:

@@ -161,9 +161,6 @@ class RAAVConfig(FusionVAConfig):
     def validate(self) -> list[str]:
         """Every cross-field problem of this config."""
         problems = super().validate()
-        if len(self.labels) != 2:
-            problems.append(f"raav predicts valence and arousal: labels must name 2 tracks, got "
-                            f"{list(self.labels)}")
         if self.audio_tokens < 1:
             problems.append(f"audio_tokens must be >= 1, got {self.audio_tokens}")
         n = len(self.frame_modalities)
