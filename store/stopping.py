@@ -20,6 +20,7 @@ exception is reported once, by the driver, in one line.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -166,3 +167,11 @@ def dask_setup(worker: Any) -> None:
     """Dask preload hook, run in each local worker process as it starts (see the module docstring)."""
     if _in_main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def dask_teardown(worker: Any) -> None:
+    """Dask preload hook, run in each local worker process as it closes: every result has reached the
+    driver by then, so the interpreter's final garbage collection is skipped (``gc.freeze``). Over the
+    heap torch, scipy and matplotlib leave, that collection alone made a worker's exit last ~1.2 s
+    (0.2 s frozen), and the driver waits for it when it shuts the cluster down."""
+    gc.freeze()
