@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-TINY: dict[str, Any] = {"text_dim": 16, "hidden": 16, "heads": 2, "window": 100, "hop": 50, "epochs": 8,
+TINY: dict[str, Any] = {"hidden": 16, "heads": 2, "window": 100, "hop": 50, "epochs": 8,
                         "lr": 3e-3, "early_stop_patience": None, "bootstrap_resamples": 20}
 
 
@@ -176,7 +176,7 @@ def test_prompts_come_from_the_image_modalitys_own_clip(kookmin_store: tuple[Fea
         model = spec.build(config, task.input_dims)
         record = task.init_model(model)
         assert record["prompts"]["encoder"]["model"] == str(clip)
-        encoded = encode_region_prompts(config, _clip_provenance(clip))
+        encoded = encode_region_prompts(model.config, _clip_provenance(clip))
         expected = torch.nn.functional.normalize(encoded, dim=-1)
         assert torch.allclose(model.prompt_embeddings, expected, atol=1e-6)
         banks.append(model.prompt_embeddings.clone())

@@ -17,7 +17,13 @@ from affectcache.trainers.models.dcmmoe import (
     masked_softmax,
 )
 from affectcache.trainers.models.fusion_batch import FusionBatch
-from affectcache.trainers.models.kookmin import DEFAULT_CENTRES, KookminConfig, KookminModel, kookmin_config
+from affectcache.trainers.models.kookmin import (
+    DEFAULT_CENTRES,
+    KookminConfig,
+    KookminModel,
+    build_kookmin,
+    kookmin_config,
+)
 from affectcache.trainers.models.raav import RAAVConfig, RAAVModel, raav_config, reliability_weights
 from tests.fusion.helpers import ccc, make_batch
 
@@ -244,6 +250,17 @@ def _tiny_kookmin(**changes: object) -> KookminModel:
                                    **changes})
     torch.manual_seed(0)
     return KookminModel(cfg, torch.randn(9, 8)).eval()
+
+
+def test_kookmin_prompt_width_follows_the_image_width_unless_set() -> None:
+    # One CLIP projects images and texts into one space: the prompt bank takes the store's image width.
+    model = build_kookmin(KookminConfig(hidden=16, heads=2), {"visual": 12, "audio": 6})
+    assert tuple(model.prompt_embeddings.shape) == (9, 12)
+    assert model.to_text.out_features == 12
+    explicit = build_kookmin(KookminConfig(hidden=16, heads=2, text_dim=8), {"visual": 12, "audio": 6})
+    assert tuple(explicit.prompt_embeddings.shape) == (9, 8)
+    with pytest.raises(ConfigError, match="text_dim"):
+        KookminConfig.from_dict({"text_dim": 0})
 
 
 def test_kookmin_forward_shapes_and_gate_shares() -> None:

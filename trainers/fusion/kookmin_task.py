@@ -76,7 +76,9 @@ class KookminTask(FusionWindowTask):
         cfg = self.config
         try:
             encoder, revision = prompt_encoder_model(self.image_provenance)
-            vectors = encode_region_prompts(cfg, self.image_provenance, device=cfg.device)
+            # The model's config: its image width is the store's (what a None text_dim follows).
+            vectors = encode_region_prompts(getattr(model, "config", cfg), self.image_provenance,
+                                            device=cfg.device)
         except (OSError, ValueError) as exc:
             raise StoreError(f"kookmin: cannot encode the region prompts with the text tower of "
                              f"{cfg.input_names()[0]}'s CLIP model: {exc}") from exc

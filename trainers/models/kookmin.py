@@ -99,8 +99,10 @@ class KookminConfig(FusionVAConfig):
     audio_dim: int = 768
     """Audio embedding width (AST pooled: 768); the trainer sets it from the store."""
 
-    text_dim: int = 512
-    """Prompt embedding width (the CLIP text projection; equals ``visual_dim`` for one CLIP model)."""
+    text_dim: int | None = None
+    """Prompt embedding width; None: ``visual_dim`` (CLIP projects images and texts into one space, so
+    the text tower of the model that made the image embeddings gives vectors of the image width). Set it
+    only for a model whose text projection differs."""
 
     hidden: int = 256
     """Shared embedding width both streams are projected to (the paper: 256)."""
@@ -139,6 +141,10 @@ class KookminConfig(FusionVAConfig):
         """Visual, then audio (both on the frame clock)."""
         return (self.visual_modality, self.audio_modality)
 
+    def prompt_width(self) -> int:
+        """The prompt embedding width: ``text_dim``, else the image width."""
+        return self.text_dim if self.text_dim is not None else self.visual_dim
+
     def validate(self) -> list[str]:
         """Every cross-field problem of this config."""
         problems = super().validate()
@@ -146,7 +152,7 @@ class KookminConfig(FusionVAConfig):
             problems.append(f"face_slot must be >= 0, got {self.face_slot}")
         if self.visual_modality == self.audio_modality:
             problems.append("visual_modality and audio_modality must differ")
-        if min(self.visual_dim, self.audio_dim, self.text_dim, self.gru_layers, self.heads) < 1:
+        if min(self.visual_dim, self.audio_dim, self.prompt_width(), self.gru_layers, self.heads) < 1:
             problems.append("visual_dim, audio_dim, text_dim, gru_layers and heads must be >= 1")
         if self.hidden < 2 or self.hidden % 2 or self.hidden % self.heads:
             problems.append(f"hidden ({self.hidden}) must be even (two GRU directions) and a multiple of "
@@ -171,7 +177,7 @@ def kookmin_config() -> KookminConfig:
 
 def kookmin_demo_config() -> KookminConfig:
     """Small settings for the demo corpus (tiny stand-in CLIP: 16-d projections)."""
-    return KookminConfig(text_dim=16, hidden=32, heads=4, window=100, hop=50, epochs=25, lr=2e-3,
+    return KookminConfig(hidden=32, heads=4, window=100, hop=50, epochs=25, lr=2e-3,
                          early_stop_patience=8, batch_size=8, bootstrap_resamples=200)
 
 
@@ -213,8 +219,9 @@ class KookminModel(nn.Module):  # type: ignore[misc]
         super().__init__()
         config.check()
         k = len(config.region_centres)
-        if tuple(prompt_embeddings.shape) != (k, config.text_dim):
-            raise ValueError(f"kookmin: prompt_embeddings must be ({k}, {config.text_dim}) -- one text_dim "
+        width = config.prompt_width()
+        if tuple(prompt_embeddings.shape) != (k, width):
+            raise ValueError(f"kookmin: prompt_embeddings must be ({k}, {width}) -- one text_dim "
                              f"vector per region prompt -- got {tuple(prompt_embeddings.shape)}")
         self.config = config
         h = config.hidden
@@ -226,7 +233,7 @@ class KookminModel(nn.Module):  # type: ignore[misc]
         self.gmu_audio = nn.Linear(h, h)
         self.gmu_gate = nn.Linear(2 * h, h)
         self.head = nn.Sequential(nn.Linear(h, h), nn.GELU(), nn.Dropout(config.dropout), nn.Linear(h, 2))
-        self.to_text = nn.Linear(h, config.text_dim)
+        self.to_text = nn.Linear(h, width)
         self.register_buffer("prompt_embeddings", F.normalize(prompt_embeddings.float(), dim=-1))
         self.register_buffer("region_centres", torch.tensor(config.region_centres, dtype=torch.float32))
 
@@ -299,14 +306,15 @@ def encode_region_prompts(config: KookminConfig, image_provenance: Mapping[str, 
     the image embeddings (its projected text features, as CLIP compares them with image features).
 
     Raises:
-        ValueError: See :func:`prompt_encoder_model`; or the text width differs from ``text_dim``.
+        ValueError: See :func:`prompt_encoder_model`; or the text width differs from
+            ``config.prompt_width()`` (pass the built model's config: it carries the store's image width).
     """
     from affectcache.extractors.language.text_embedding import TEXT_ENCODERS, clip_text
 
     model, revision = prompt_encoder_model(image_provenance)
     encoder = TEXT_ENCODERS["clip-text"](clip_text(model=model, revision=revision, device=device))
     vectors = torch.from_numpy(encoder.encode(list(config.prompts)))
-    if vectors.shape[1] != config.text_dim:
+    if vectors.shape[1] != config.prompt_width():
         raise ValueError(f"the CLIP text tower of {model} gives {vectors.shape[1]}-d prompts; set "
                          f"text_dim={vectors.shape[1]}")
     return vectors
@@ -320,7 +328,7 @@ def build_kookmin(config: KookminConfig, input_dims: Mapping[str, int]) -> Kookm
         raise ValueError(f"kookmin: no width for streams {missing}; got {sorted(input_dims)}")
     config = config.replace(visual_dim=int(input_dims[config.visual_modality]),
                             audio_dim=int(input_dims[config.audio_modality]))
-    return KookminModel(config, torch.zeros(len(config.region_centres), config.text_dim))
+    return KookminModel(config, torch.zeros(len(config.region_centres), config.prompt_width()))
 
 
 register_model(ModelSpec(name="kookmin", config_type=KookminConfig, build=build_kookmin,
