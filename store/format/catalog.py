@@ -282,6 +282,18 @@ class CatalogState:
         return tuple((e.attrs if (e := over[v]) is not None else empty) if v in over
                      else self._attrs.get(v, empty) for v in ids)
 
+    def nonempty_attrs(self, ids: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Copies of the non-empty extractor attrs of ``ids`` (None: every committed entry), by id.
+
+        Walks only the entries that carry attrs (few) when asked for all of them.
+        """
+        if ids is not None:
+            return {v: dict(a) for v, a in zip(ids, self.attrs_of(ids), strict=True) if a}
+        over = self._over
+        out = {v: dict(a) for v, a in self._attrs.items() if a and v not in over}
+        out.update({v: dict(e.attrs) for v, e in over.items() if e is not None and e.attrs})
+        return out
+
     def warnings(self) -> dict[str, str]:
         """Entries whose extractor attrs carry a ``warning``, with it."""
         out = {v: str(a["warning"]) for v, a in self._attrs.items()
