@@ -80,7 +80,7 @@ def test_checkpoints_keep_everything_and_trim_the_log(store_path: Path,
     assert set(state.failures) == {"bad"}
     np.testing.assert_array_equal(fresh.read("feat", "v10").values, np.full((2, 3), 10, np.float32))
     # The checkpoint's columns and a replay of the same records agree.
-    again = CatalogState.from_checkpoint(state.to_checkpoint())
+    again = CatalogState.from_checkpoint(*state.to_checkpoint())
     assert again.videos() == state.videos()
     assert [again[v] for v in again.videos()] == [state[v] for v in state.videos()]
 

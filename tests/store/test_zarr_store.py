@@ -215,7 +215,8 @@ def test_open_dataset_in_storage_order_when_it_differs_from_id_order(store_path:
     c = FeatureArray(video_id="c", kind="frame", values=np.ones((2, 3), np.float32), frame=np.arange(2),
                      time_s=np.arange(2) / 30, attrs={"warning": "dark"})
     # One fragment holding "d" then "a", another "c": id order a, c, d; storage order d, a | c.
-    fs.commit("feat", [fs.write_fragment("feat", [(frames("d", n=4, seed=1), None), (frames("a", n=3), None)])])
+    pair = [(frames("d", n=4, seed=1), None), (frames("a", n=3), None)]
+    fs.commit("feat", [fs.write_fragment("feat", pair)])
     fs.commit("feat", [fs.write_fragment("feat", [(c, None)])])
     ds = fs.open_dataset("feat")
     assert list(ds["video_id"].values) == ["d", "a", "c"]

@@ -1,0 +1,183 @@
+"""Failure records in immutable checkpoint parts: replay, crashes between parts, format-1 checkpoints."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+
+from affectcache.store.errors import StoreError
+from affectcache.store.format import catalog as catalog_module
+from affectcache.store.format.catalog import _pack_failures
+from affectcache.store.zarr_store import FeatureStore
+from tests.store.test_zarr_store import frames, prov
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def _log_dir(store_path: Path, name: str) -> Path:
+    return next(p for p in (store_path / name / "_log").iterdir() if p.is_dir())
+
+
+def _nodes(log: Path, kind: str) -> list[int]:
+    return sorted(int(p.name[1:]) for p in log.iterdir() if p.is_dir() and p.name[0] == kind)
+
+
+def _newest_checkpoint(log: Path) -> dict[str, Any]:
+    raw = json.loads((log / f"c{_nodes(log, 'c')[-1]:010d}" / "zarr.json").read_text())
+    return dict(raw["attributes"])
+
+
+def _record(i: int, message: str = "unusable") -> dict[str, Any]:
+    return {"error": "BadMediaError", "message": f"{message} {i}", "time": "t"}
+
+
+def test_failure_parts_replay_equals_the_records_and_the_base_is_not_rewritten(
+        store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(catalog_module, "CHECKPOINT_EVERY", 4)
+    fs = FeatureStore(store_path)
+    fs.init_modality("feat", prov())
+    expected = {f"old{i:04d}": _record(i) for i in range(600)}
+    fs.record_failures("feat", expected)  # >= CHECKPOINT_ENTRIES records: checkpointed at once
+    log = _log_dir(store_path, "feat")
+    base = log / f"f{_nodes(log, 'f')[0]:010d}" / "zarr.json"
+    base_stat = base.stat()
+    rng = np.random.default_rng(0)
+    for step in range(120):
+        action = int(rng.integers(4))
+        if action == 0:  # new failures
+            new = {f"new{step:03d}_{j}": _record(j) for j in range(int(rng.integers(1, 4)))}
+            fs.record_failures("feat", new)
+            expected.update(new)
+        elif action == 1:  # a failed item is retried and fails differently
+            vid = sorted(expected)[int(rng.integers(len(expected)))]
+            fs.record_failures("feat", {vid: _record(step, "again")})
+            expected[vid] = _record(step, "again")
+        elif action == 2:  # resolved
+            vid = sorted(expected)[int(rng.integers(len(expected)))]
+            fs.record_failures("feat", {}, resolved=[vid])
+            expected.pop(vid)
+        else:  # a failed item now writes its entry: its failure record goes
+            vid = sorted(expected)[int(rng.integers(len(expected)))]
+            fs.write("feat", frames(vid, n=2))
+            expected.pop(vid)
+        if step % 9 == 0:
+            assert FeatureStore(store_path, read_only=True).failures("feat") == expected
+    assert FeatureStore(store_path, read_only=True).failures("feat") == expected
+    assert FeatureStore(store_path).failures("feat") == expected  # the committer's cached state too
+    refs = _newest_checkpoint(log)["affectcache_checkpoint_2"]["failure_parts"]
+    assert 2 <= len(refs) <= 8, refs  # few parts, however many checkpoints were written
+    assert refs[0][0] == int(base.parent.name[1:])
+    after = base.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (base_stat.st_ino, base_stat.st_mtime_ns)  # never rewritten
+    on_disk = _nodes(log, "f")
+    assert len(on_disk) <= len(refs) + 8, on_disk  # parts of trimmed checkpoints are deleted
+
+
+KILL_BETWEEN_PARTS = """
+import os, sys
+from affectcache.store.format import catalog
+from affectcache.store.kv import LocalKeys
+from affectcache.store.zarr_store import FeatureStore
+catalog.CHECKPOINT_EVERY = 4
+real = LocalKeys.put_new
+def put_new(self, key, data):
+    if key.rsplit("/", 2)[-2].startswith("c"):
+        os._exit(9)  # the part is written, the checkpoint that references it is not
+    return real(self, key, data)
+LocalKeys.put_new = put_new
+fs = FeatureStore(sys.argv[1])
+for i in range(8):
+    print(i, flush=True)  # the commit that dies has written its record: it lands
+    fs.record_failures("feat", {f"late{i}": {"error": "E", "message": "m", "time": "t"}})
+"""
+
+
+def test_kill_9_between_a_failure_part_and_its_checkpoint_loses_nothing(
+        store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(catalog_module, "CHECKPOINT_EVERY", 4)
+    fs = FeatureStore(store_path)
+    fs.init_modality("feat", prov())
+    fs.record_failures("feat", {"a": _record(0)})
+    fs.record_failures("feat", {"b": _record(1)})
+    proc = subprocess.run([sys.executable, "-c", KILL_BETWEEN_PARTS, str(store_path)], check=False,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 9, proc.stderr
+    landed = {"a", "b"} | {f"late{i}" for i in proc.stdout.split()}
+    log = _log_dir(store_path, "feat")
+    killed = _nodes(log, "v")[-1]
+    assert killed in _nodes(log, "f")
+    assert killed not in _nodes(log, "c")
+    fresh = FeatureStore(store_path)
+    assert set(fresh.failures("feat")) == landed
+    for i in range(12):  # later checkpoints write their own parts; the orphan one is trimmed
+        fresh.record_failures("feat", {f"more{i}": _record(i)})
+    assert set(FeatureStore(store_path, read_only=True).failures("feat")) == (
+        landed | {f"more{i}" for i in range(12)})
+    refs = [v for v, _ in _newest_checkpoint(log)["affectcache_checkpoint_2"]["failure_parts"]]
+    assert killed not in refs
+    assert killed not in _nodes(log, "f")
+
+
+def test_a_format_1_checkpoint_reads_and_is_written_out_as_parts(
+        store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(catalog_module, "CHECKPOINT_EVERY", 4)
+    fs = FeatureStore(store_path)
+    fs.init_modality("feat", prov())
+    for vid in ("a", "b", "c"):
+        fs.write("feat", frames(vid, n=3))
+    fs.record_failures("feat", {"bad": _record(0), "worse": {"error": "E", "message": "m", "time": "t",
+                                                              "detail": [1, 2]}})
+    fs.write("feat", frames("d", n=3))  # the 5th commit: a checkpoint
+    expected = FeatureStore(store_path, read_only=True).failures("feat")
+    log = _log_dir(store_path, "feat")
+    # Rewrite the newest checkpoint as the previous code wrote it: records inline, the old attribute.
+    newest = _nodes(log, "c")[-1]
+    node = log / f"c{newest:010d}" / "zarr.json"
+    doc = json.loads(node.read_text())
+    data = doc["attributes"].pop("affectcache_checkpoint_2")
+    assert list(doc["attributes"]) == []  # code that knows only format 1 finds no checkpoint to misread
+    data.pop("failure_parts")
+    data.pop("format")
+    state = FeatureStore(store_path, read_only=True).catalog("feat")
+    data["failures"] = _pack_failures(state.failures)
+    doc["attributes"]["affectcache_checkpoint"] = data
+    node.write_text(json.dumps(doc))
+    for v in _nodes(log, "v"):
+        if v <= newest:
+            (log / f"v{v:010d}" / "zarr.json").unlink()
+            (log / f"v{v:010d}").rmdir()
+    for f in _nodes(log, "f"):
+        (log / f"f{f:010d}" / "zarr.json").unlink()
+        (log / f"f{f:010d}").rmdir()
+    old = FeatureStore(store_path, read_only=True)
+    assert old.failures("feat") == expected
+    assert old.videos("feat") == ["a", "b", "c", "d"]
+    writer = FeatureStore(store_path)
+    for i in range(5):  # the next checkpoint writes the inline records out as a part
+        writer.record_failures("feat", {f"n{i}": _record(i)})
+    expected.update({f"n{i}": _record(i) for i in range(5)})
+    assert _nodes(log, "c")[-1] > newest
+    assert _nodes(log, "f")
+    assert "affectcache_checkpoint_2" in _newest_checkpoint(log)
+    assert FeatureStore(store_path, read_only=True).failures("feat") == expected
+
+
+def test_a_checkpoint_of_a_newer_format_is_refused(store_path: Path) -> None:
+    fs = FeatureStore(store_path)
+    fs.init_modality("feat", prov())
+    fs.record_failures("feat", {f"bad{i}": _record(i) for i in range(300)})  # checkpointed at once
+    log = _log_dir(store_path, "feat")
+    node = log / f"c{_nodes(log, 'c')[-1]:010d}" / "zarr.json"
+    doc = json.loads(node.read_text())
+    doc["attributes"]["affectcache_checkpoint_2"]["format"] = 99
+    node.write_text(json.dumps(doc))
+    shutil.rmtree(log / "v0000000000")  # as after a trim: readers start from the checkpoint
+    with pytest.raises(StoreError, match="newer than this affectcache reads"):
+        FeatureStore(store_path, read_only=True).failures("feat")
