@@ -161,6 +161,9 @@ class CatalogState:
         self._fail_merged: dict[str, dict[str, Any]] | None = None
         self.fragment_rows: dict[str, int] = {}
         """Rows of every committed fragment not yet purged (live or retired)."""
+        self.retired_at: dict[str, float] = {}
+        """When a vacuum first found each retired fragment unreferenced (it is deleted a retention
+        time later, see :func:`affectcache.store.format.compaction.vacuum`)."""
         self._ids: list[str] = []
         self._frag_names: list[str] = []
         self._frag = np.zeros(0, np.int64)
@@ -280,11 +283,20 @@ class CatalogState:
             pos = self._pos
             idx = np.fromiter((pos[v] for v in ids), dtype=np.int64, count=len(ids))
             return self._frag_names, self._frag[idx], self._start[idx], self._n[idx], self._mask[idx]
+        # The checkpoint's entries as whole columns; only the overlay's entries one by one.
         names = list(self._frag_names)
         lookup = {f: i for i, f in enumerate(names)}
+        over, pos = self._over, self._pos
+        idx = np.fromiter((-1 if v in over else pos[v] for v in ids), dtype=np.int64, count=len(ids))
+        base = idx >= 0
         out = np.zeros((4, len(ids)), dtype=np.int64)
-        for j, vid in enumerate(ids):
-            e = self[vid]
+        taken = idx[base]
+        out[0, base], out[1, base], out[2, base] = self._frag[taken], self._start[taken], self._n[taken]
+        out[3, base] = self._mask[taken]
+        for j in np.flatnonzero(~base).tolist():
+            e = over[ids[j]]
+            if e is None:
+                raise KeyError(ids[j])
             if e.fragment not in lookup:
                 lookup[e.fragment] = len(names)
                 names.append(e.fragment)
@@ -398,6 +410,7 @@ class CatalogState:
         new.__dict__.update(self.__dict__)
         new._fail_over = dict(self._fail_over)
         new.fragment_rows = dict(self.fragment_rows)
+        new.retired_at = dict(self.retired_at)
         new._over = dict(self._over)
         new._sorted = self._sorted
         return new
@@ -415,6 +428,8 @@ class CatalogState:
                 old_frag, old_start = expect[i]
                 if current is None or (current.fragment, current.start) != (old_frag, old_start):
                     continue  # superseded since the compaction read it: its copied rows are garbage
+                if source is None:  # a compaction moves rows only: source facts and attrs stay
+                    source, attrs = current.source, current.attrs
             self._over[vid] = CatalogEntry(frag, int(start), int(n), bool(has_mask), source or {},
                                            attrs or {}, when)
             self._drop_failure(vid)
@@ -429,8 +444,10 @@ class CatalogState:
         for vid, rec in (record.get("failures") or {}).items():
             self._fail_over[vid] = dict(rec)
             self._fail_merged = None
+        self.retired_at.update({str(k): float(t) for k, t in (record.get("retired") or {}).items()})
         for frag in record.get("purged") or ():
             self.fragment_rows.pop(frag, None)
+            self.retired_at.pop(frag, None)
         self.version = int(record["version"])
         if changed:
             self._sorted = None
@@ -465,6 +482,7 @@ class CatalogState:
         parts = self._plan_failure_parts()
         return ({"format": CHECKPOINT_FORMAT, "version": self.version, "fragments": used,
                  "fragment_rows": [self.fragment_rows.get(f, 0) for f in used], "entries": columns,
+                 "retired_at": {f: t for f, t in self.retired_at.items() if f in self.fragment_rows},
                  "failure_parts": [[p.version, p.size] for p in parts]},
                 {int(p.version): dict(p.payload) for p in parts if p.version is not None})
 
@@ -596,6 +614,7 @@ class CatalogState:
         else:
             state._fail_parts = tuple(FailurePart(int(v), int(n), (parts or {})[int(v)]) for v, n in refs)
         state._fail_decoded = None if state._fail_parts else {}
+        state.retired_at = {str(f): float(t) for f, t in (data.get("retired_at") or {}).items()}
         state.fragment_rows = dict(zip(state._frag_names, (int(x) for x in data["fragment_rows"]),
                                        strict=True))
         return state

@@ -1,4 +1,5 @@
-"""Failure records in immutable checkpoint parts: replay, crashes between parts, format-1 checkpoints."""
+"""Failure records in immutable checkpoint parts (replay, crashes between parts, format-1 checkpoints);
+deferred deletion of retired fragments (vacuum)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ import pytest
 
 from affectcache.store.errors import StoreError
 from affectcache.store.format import catalog as catalog_module
-from affectcache.store.format.catalog import _pack_failures
+from affectcache.store.format import compaction as compaction_module
+from affectcache.store.format.catalog import Catalog, _pack_failures
+from affectcache.store.format.compaction import CompactionPolicy, vacuum
+from affectcache.store.format.fragments import FRAGMENTS_GROUP
 from affectcache.store.zarr_store import FeatureStore
 from tests.store.test_zarr_store import frames, prov
 
@@ -181,3 +185,76 @@ def test_a_checkpoint_of_a_newer_format_is_refused(store_path: Path) -> None:
     shutil.rmtree(log / "v0000000000")  # as after a trim: readers start from the checkpoint
     with pytest.raises(StoreError, match="newer than this affectcache reads"):
         FeatureStore(store_path, read_only=True).failures("feat")
+
+
+# ---- deferred deletion (vacuum) --------------------------------------------------------------------
+def _fragment_dirs(store_path: Path, name: str) -> set[str]:
+    return {p.name for p in (store_path / name / FRAGMENTS_GROUP).iterdir() if p.is_dir()}
+
+
+def test_vacuum_never_deletes_a_live_or_retained_fragment(store_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(catalog_module, "CHECKPOINT_EVERY", 4)
+    fs = FeatureStore(store_path)
+    fs.init_modality("feat", prov())
+    for pair in (("a", "b"), ("c", "d"), ("e", "f")):
+        fs.commit("feat", [fs.write_fragment("feat", [(frames(v, n=3), None) for v in pair])])
+    fs.write("feat", frames("a", n=2, seed=5))  # a's old fragment still holds b: live
+    fs.delete("feat", ["c", "d"])  # their fragment is retired
+    before = packed(fs)
+    live = set(fs.catalog("feat").live_rows())
+    (retired,) = fs.catalog("feat").retired()
+    clock = [1000.0]
+    monkeypatch.setattr(compaction_module.time, "time", lambda: clock[0])
+    policy = CompactionPolicy(retain_s=100)
+    assert vacuum(fs, "feat", policy) == (0, 1)  # found unreferenced now: retained
+    assert FeatureStore(store_path, read_only=True).catalog("feat").retired_at == {retired: 1000.0}
+    clock[0] = 1050.0
+    fs.delete("feat", ["e", "f"])  # a second fragment retires later, on its own clock
+    (later,) = set(fs.catalog("feat").retired()) - {retired}
+    assert vacuum(fs, "feat", policy) == (0, 2)
+    clock[0] = 1100.0
+    assert vacuum(fs, "feat", policy) == (1, 1)  # only the first one's retention has passed
+    assert _fragment_dirs(store_path, "feat") == live | {later}
+    assert retired not in _fragment_dirs(store_path, "feat")
+    assert later in _fragment_dirs(store_path, "feat")
+    after = packed(FeatureStore(store_path, read_only=True))
+    assert after["ids"] == [v for v in before["ids"] if v not in ("e", "f")]
+    clock[0] = 1150.0
+    assert vacuum(fs, "feat", policy) == (1, 0)
+    assert _fragment_dirs(store_path, "feat") == set(fs.catalog("feat").live_rows())
+    fresh = FeatureStore(store_path, read_only=True).catalog("feat")
+    assert fresh.retired() == []
+    assert fresh.retired_at == {}
+
+
+def test_a_crash_between_deleting_and_purging_loses_nothing(store_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    fs = FeatureStore(store_path)
+    fs.init_modality("feat", prov())
+    for v in ("a", "b", "c"):
+        fs.write("feat", frames(v, n=3))
+    fs.write("feat", frames("b", n=4, seed=2))  # b's first fragment retires
+    before = packed(fs)
+    real = Catalog.commit
+
+    def crash_at_purge(self: Catalog, record: dict[str, Any], **kw: Any) -> Any:
+        if record.get("op") == "purge":
+            raise KeyboardInterrupt  # as if killed after the deletes, before the purge record
+        return real(self, record, **kw)
+
+    monkeypatch.setattr(Catalog, "commit", crash_at_purge)
+    with pytest.raises(KeyboardInterrupt):
+        vacuum(fs, "feat", CompactionPolicy(retain_s=0))
+    monkeypatch.setattr(Catalog, "commit", real)
+    reader = FeatureStore(store_path, read_only=True)
+    assert len(reader.catalog("feat").retired()) == 1  # deleted, still listed: never referenced
+    assert packed(reader) == before
+    assert vacuum(FeatureStore(store_path), "feat", CompactionPolicy(retain_s=0)) == (1, 0)
+    assert FeatureStore(store_path, read_only=True).catalog("feat").retired() == []
+    assert packed(FeatureStore(store_path, read_only=True)) == before
+
+
+def packed(fs: FeatureStore) -> dict[str, Any]:
+    data = fs.load("feat")
+    return {"ids": list(data.video_ids), "values": data.values.tolist(), "offsets": data.offsets.tolist()}
