@@ -698,7 +698,9 @@ class Catalog:
                 if loaded is None:
                     continue  # trimmed while we listed: list again
                 base = loaded
-            elif newest_cp > state.version + CHECKPOINT_EVERY:
+            elif newest_cp > state.version + CHECKPOINT_EVERY or (newest_cp >= 0 and state.version < 0):
+                # Far behind, or a fresh reader: one checkpoint instead of replaying the records before it
+                # (one request each on an object store).
                 base = self._read_checkpoint(newest_cp) or state
             if base is state and (not versions or versions[-1] <= state.version):
                 return state

@@ -189,7 +189,8 @@ def vacuum(fs: FeatureStore, name: str, policy: CompactionPolicy) -> tuple[int, 
     now = time.time()
     unmarked = {f: now for f in retired if f not in state.retired_at}
     if unmarked:
-        state = catalog.commit({"op": "retire", "retired": unmarked})
+        # Checkpointed: it follows a compaction's commits, which fresh readers then need not replay.
+        state = catalog.commit({"op": "retire", "retired": unmarked}, checkpoint=True)
     due = [f for f in retired if now - state.retired_at[f] >= policy.retain_s]
     fs.keys.delete_trees(f"{name}/{FRAGMENTS_GROUP}/{fragment}" for fragment in due)
     if due:
