@@ -16,7 +16,7 @@ from affectcache.store.errors import StoreError
 from affectcache.store.format import catalog as catalog_module
 from affectcache.store.format import compaction as compaction_module
 from affectcache.store.format.catalog import Catalog, _pack_failures
-from affectcache.store.format.compaction import CompactionPolicy, vacuum
+from affectcache.store.format.compaction import CompactionPolicy, compact, vacuum
 from affectcache.store.format.fragments import FRAGMENTS_GROUP
 from affectcache.store.zarr_store import FeatureStore
 from tests.store.test_zarr_store import frames, prov
@@ -258,3 +258,25 @@ def test_a_crash_between_deleting_and_purging_loses_nothing(store_path: Path,
 def packed(fs: FeatureStore) -> dict[str, Any]:
     data = fs.load("feat")
     return {"ids": list(data.video_ids), "values": data.values.tolist(), "offsets": data.offsets.tolist()}
+
+
+def test_a_fresh_reader_starts_from_the_checkpoint_not_the_records_before_it(
+        store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fs = FeatureStore(store_path)
+    fs.init_modality("feat", prov())
+    for v in "abcdefgh":  # eight commits, no periodic checkpoint yet
+        fs.write("feat", frames(v, n=2))
+    compact(fs, "feat", CompactionPolicy())  # ends with a checkpoint (the vacuum's retire record)
+    log = _log_dir(store_path, "feat")
+    newest = _nodes(log, "c")[-1]
+    assert [v for v in _nodes(log, "v") if v < newest]  # the older records are still there
+    read: list[tuple[str, int]] = []
+    real = Catalog._read_node
+
+    def spy(self: Catalog, kind: str, version: int, *attrs: str) -> Any:
+        read.append((kind, version))
+        return real(self, kind, version, *attrs)
+
+    monkeypatch.setattr(Catalog, "_read_node", spy)
+    assert FeatureStore(store_path, read_only=True).videos("feat") == list("abcdefgh")
+    assert read == [("c", newest)]
