@@ -13,13 +13,15 @@ Modelled on the Delta Lake / Iceberg / Lance commit protocol, reduced to what a 
 - Every :data:`CHECKPOINT_EVERY` versions the committer also writes the whole state at that version
   (``c<version>``, columnar JSON); readers load the newest checkpoint and apply the few records after
   it, and records older than the previous checkpoint are trimmed. Failure records ride in the same
-  log: recording one appends a record, it never rewrites the others.
+  log: recording one appends a record, it never rewrites the others. A checkpoint (format 2) holds no
+  failure records: it references immutable parts ``f<version>`` and adds one holding only what changed
+  since the previous checkpoint (see :meth:`CatalogState._plan_failure_parts`).
 - Records and checkpoints are Zarr groups (the payload is their ``attributes``), so the whole store
   stays a valid Zarr hierarchy for plain tools.
 
 The state (:class:`CatalogState`) maps each video id to its fragment, first row, row count, mask flag,
 source facts, extractor attrs and commit time, plus the failure records and the *retired* fragments
-(no entry points at them any more: garbage until a compaction or cleanup deletes them).
+(no entry points at them any more: garbage until a vacuum deletes them after a retention time).
 """
 
 from __future__ import annotations
