@@ -20,19 +20,29 @@ def compact(
     modalities: Annotated[list[str] | None, typer.Argument(
         help="Modalities (labels/<track> for label tracks); default: all of them.")] = None,
     target_mb: Annotated[float, typer.Option(help="Size of the fragments written (MB of values).")] = 512.0,
+    vacuum: Annotated[bool, typer.Option(
+        "--vacuum", help="Only delete superseded fragments older than --retain-s (no rewrite).")] = False,
+    retain_s: Annotated[float, typer.Option(
+        help="Keep superseded fragments this many seconds after they were found unreferenced, for "
+             "readers of the older catalog; 0 deletes them at once.")] = 3600.0,
 ) -> None:
-    """Rewrite small or partly superseded fragments into few large ones and delete garbage."""
+    """Rewrite small or partly superseded fragments into few large ones; delete expired garbage."""
     from affectcache.store.format.compaction import CompactionPolicy
     from affectcache.store.format.compaction import compact as compact_modality
+    from affectcache.store.format.compaction import vacuum as vacuum_modality
     from affectcache.store.lock import ModalityLock
     from affectcache.store.zarr_store import FeatureStore, label_modality
 
     fs = FeatureStore(store)
     names = modalities or fs.modalities() + [label_modality(t) for t in fs.label_tracks()]
-    policy = CompactionPolicy(target_fragment_mb=target_mb)
+    policy = CompactionPolicy(target_fragment_mb=target_mb, retain_s=retain_s)
     for name in names:
         with ModalityLock(fs, name):
-            typer.echo(compact_modality(fs, name, policy).summary())
+            if vacuum:
+                deleted, retained = vacuum_modality(fs, name, policy)
+                typer.echo(f"{name}: {deleted} fragments deleted, {retained} retained for readers")
+            else:
+                typer.echo(compact_modality(fs, name, policy).summary())
 
 
 @store_app.command("upgrade")

@@ -41,7 +41,7 @@ class Keys(Protocol):
     def put_new(self, key: str, data: bytes) -> bool:
         """Create ``key`` atomically unless it exists; False (nothing written) when it does."""
 
-    def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
+    def put_many(self, items: Iterable[tuple[str, bytes | bytearray]]) -> None:
         """Write several keys (not atomically: for files nothing points at yet)."""
 
     def list(self, prefix: str) -> list[str]:
@@ -117,7 +117,7 @@ class LocalKeys:
             tmp.unlink(missing_ok=True)
         return True
 
-    def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
+    def put_many(self, items: Iterable[tuple[str, bytes | bytearray]]) -> None:
         # Plain os calls on string paths: a fragment is a dozen small files, and pathlib / buffered
         # file objects cost more than the writes themselves.
         root = os.fspath(self.root)
@@ -163,7 +163,7 @@ def _delete_pool() -> ThreadPoolExecutor:
     return _POOL[1]
 
 
-def _write_file(path: str, data: bytes, flags: int = 0) -> None:
+def _write_file(path: str, data: bytes | bytearray, flags: int = 0) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | flags, 0o666)
     try:
         view = memoryview(data)
@@ -235,7 +235,7 @@ class ZarrKeys:
         self._sync(self.store.set_if_not_exists(self._key(key), cpu.Buffer.from_bytes(data)))
         return self.get(key) == data
 
-    def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
+    def put_many(self, items: Iterable[tuple[str, bytes | bytearray]]) -> None:
         from zarr.core.buffer import cpu
 
         async def write_all() -> None:

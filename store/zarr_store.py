@@ -713,8 +713,10 @@ class FeatureStore:
         names, frag, start, counts, _ = state.columns(ids)
         # Storage order: by fragment, then row, so each fragment is one block (one task).
         perm = np.lexsort((start, frag))
-        order = [ids[i] for i in perm.tolist()]
-        frag, counts = frag[perm], counts[perm]
+        # Object arrays throughout: indexing and slicing them is C-level, no per-entry Python.
+        order_arr = np.array(ids, dtype=object)
+        if (perm[1:] < perm[:-1]).any():  # mostly already in storage order (ids sorted per fragment)
+            order_arr, frag, counts = order_arr[perm], frag[perm], counts[perm]
         kind = self._kind(name)
         first = self._meta(name, names[int(frag[0])], "values")
         if first is None:
@@ -725,7 +727,7 @@ class FeatureStore:
         for a, b in itertools.pairwise(cuts):
             n = int(counts[a:b].sum())
             # The ids travel as one numpy array: dask would walk (and hash) a list item by item.
-            part = delayed(self._fragment_block, pure=False)(name, np.array(order[a:b], dtype=object))
+            part = delayed(self._fragment_block, pure=False)(name, order_arr[a:b])
             for key in keys:
                 shape = (n, *first.shape[1:]) if key == "values" else (n,)
                 dtype = first.dtype if key == "values" else np.dtype(
@@ -740,15 +742,16 @@ class FeatureStore:
             data_vars[key] = (dims, stacked)
         data_vars["row_start"] = ("video_id", starts)
         data_vars["n_rows"] = ("video_id", counts)
-        coords: dict[str, Any] = {"video_id": ("video_id", np.array(order)),
-                                  "entry": ("row", np.repeat(np.arange(len(order), dtype=np.int32), counts))}
+        coords: dict[str, Any] = {"video_id": ("video_id", order_arr),
+                                  "entry": ("row", np.repeat(np.arange(len(order_arr), dtype=np.int32),
+                                                             counts))}
         provenance = self.provenance(name)
         features = _feature_names(provenance)
         values = data_vars["values"][1]
         if features is not None and values.ndim == 2 and values.shape[1] == len(features):
             coords["feature"] = ("feature", np.array(features))
         # Per-entry extractor attrs (fps sampled, warnings, layouts), by video id.
-        entry_attrs = {vid: dict(a) for vid, a in zip(order, state.attrs_of(order), strict=True) if a}
+        entry_attrs = state.nonempty_attrs(None if video_ids is None else ids)
         return xr.Dataset(data_vars, coords=coords,
                           attrs={"affectcache": provenance, "entry_attrs": entry_attrs})
 

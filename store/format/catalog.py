@@ -13,13 +13,15 @@ Modelled on the Delta Lake / Iceberg / Lance commit protocol, reduced to what a 
 - Every :data:`CHECKPOINT_EVERY` versions the committer also writes the whole state at that version
   (``c<version>``, columnar JSON); readers load the newest checkpoint and apply the few records after
   it, and records older than the previous checkpoint are trimmed. Failure records ride in the same
-  log: recording one appends a record, it never rewrites the others.
+  log: recording one appends a record, it never rewrites the others. A checkpoint (format 2) holds no
+  failure records: it references immutable parts ``f<version>`` and adds one holding only what changed
+  since the previous checkpoint (see :meth:`CatalogState._plan_failure_parts`).
 - Records and checkpoints are Zarr groups (the payload is their ``attributes``), so the whole store
   stays a valid Zarr hierarchy for plain tools.
 
 The state (:class:`CatalogState`) maps each video id to its fragment, first row, row count, mask flag,
 source facts, extractor attrs and commit time, plus the failure records and the *retired* fragments
-(no entry points at them any more: garbage until a compaction or cleanup deletes them).
+(no entry points at them any more: garbage until a vacuum deletes them after a retention time).
 """
 
 from __future__ import annotations
@@ -49,11 +51,19 @@ logger = logging.getLogger(__name__)
 LOG_GROUP = "_log"
 CHECKPOINT_EVERY = 32
 """A checkpoint of the whole state every this many commits: readers apply at most this many records."""
+CHECKPOINT_FORMAT = 2
+"""Checkpoint format: 2 references failure parts (``f<version>`` nodes); 1 held the records inline."""
+MAX_FAILURE_PARTS = 16
+"""At most this many failure parts per checkpoint (bounds a fresh reader's requests)."""
 CHECKPOINT_ENTRIES = 256
 """A commit naming at least this many entries or failure records (an import, a compaction) is
 checkpointed at once, so later commits copy and readers parse only small overlays."""
 _RECORD_ATTR = "affectcache_commit"
-_CHECKPOINT_ATTR = "affectcache_checkpoint"
+# Format-2 checkpoints use their own attribute: code that knows only format 1 (failures inline) then
+# finds no checkpoint payload and refuses the catalog instead of reading it without its failures.
+_CHECKPOINT_ATTR = "affectcache_checkpoint_2"
+_CHECKPOINT_ATTR_1 = "affectcache_checkpoint"
+_PART_ATTR = "affectcache_failure_part"
 _SOURCE_COLUMNS = ("path", "size", "mtime", "start_s", "end_s")
 _COMPARED = ("size", "mtime", "start_s", "end_s")  # what decides whether an entry's media changed
 _READ_ATTEMPTS = 5
@@ -100,6 +110,31 @@ class _LazyColumn:
         return column
 
 
+class FailurePart(NamedTuple):
+    """One immutable part of a checkpoint's failure records: the changes of a span of versions."""
+
+    version: int | None
+    """The checkpoint version that wrote it (its node ``f<version>``); None: inline in a format-1
+    checkpoint."""
+    size: int
+    """Records set or dropped."""
+    payload: Mapping[str, Any]
+    """``{"set": packed records, "drop": [ids]}``: applied over the earlier parts."""
+
+    def changes(self) -> dict[str, dict[str, Any] | None]:
+        """The part as ``{video_id: record, or None for a dropped one}``."""
+        out: dict[str, dict[str, Any] | None] = dict.fromkeys(self.payload.get("drop") or ())
+        out.update(_unpack_failures(self.payload["set"]))
+        return out
+
+    @classmethod
+    def build(cls, version: int, changes: Mapping[str, Mapping[str, Any] | None]) -> FailurePart:
+        """A part holding ``changes`` (``None`` drops the id's record)."""
+        drop = sorted(v for v, r in changes.items() if r is None)
+        kept = {v: r for v, r in changes.items() if r is not None}
+        return cls(version, len(changes), {"set": _pack_failures(kept), "drop": drop})
+
+
 class CatalogState:
     """The committed state of one generation of a modality, at ``version``.
 
@@ -120,11 +155,17 @@ class CatalogState:
         self.version = -1
         """Last applied commit (-1: none yet)."""
         self._fail_decoded: dict[str, dict[str, Any]] | None = {}
-        self._fail_packed: Mapping[str, Any] = _pack_failures({})
+        self._fail_parts: tuple[FailurePart, ...] = ()
+        self._fail_ids: frozenset[str] | None = None
+        self.checkpoint_version = -1
+        """Version of the checkpoint this state was built from (-1: none)."""
         self._fail_over: dict[str, dict[str, Any] | None] = {}
         self._fail_merged: dict[str, dict[str, Any]] | None = None
         self.fragment_rows: dict[str, int] = {}
         """Rows of every committed fragment not yet purged (live or retired)."""
+        self.retired_at: dict[str, float] = {}
+        """When a vacuum first found each retired fragment unreferenced (it is deleted a retention
+        time later, see :func:`affectcache.store.format.compaction.vacuum`)."""
         self._ids: list[str] = []
         self._frag_names: list[str] = []
         self._frag = np.zeros(0, np.int64)
@@ -144,9 +185,12 @@ class CatalogState:
 
     @property
     def _fail_base(self) -> dict[str, dict[str, Any]]:
-        # Failure records of the checkpoint, decoded on first use (most commits never need them).
+        # Failure records of the checkpoint's parts, decoded on first use (most commits never need them).
         if self._fail_decoded is None:
-            self._fail_decoded = _unpack_failures(self._fail_packed)
+            merged: dict[str, dict[str, Any] | None] = {}
+            for part in self._fail_parts:
+                merged.update(part.changes())
+            self._fail_decoded = {v: r for v, r in merged.items() if r is not None}
         return self._fail_decoded
 
     @property
@@ -241,11 +285,20 @@ class CatalogState:
             pos = self._pos
             idx = np.fromiter((pos[v] for v in ids), dtype=np.int64, count=len(ids))
             return self._frag_names, self._frag[idx], self._start[idx], self._n[idx], self._mask[idx]
+        # The checkpoint's entries as whole columns; only the overlay's entries one by one.
         names = list(self._frag_names)
         lookup = {f: i for i, f in enumerate(names)}
+        over, pos = self._over, self._pos
+        idx = np.fromiter((-1 if v in over else pos[v] for v in ids), dtype=np.int64, count=len(ids))
+        base = idx >= 0
         out = np.zeros((4, len(ids)), dtype=np.int64)
-        for j, vid in enumerate(ids):
-            e = self[vid]
+        taken = idx[base]
+        out[0, base], out[1, base], out[2, base] = self._frag[taken], self._start[taken], self._n[taken]
+        out[3, base] = self._mask[taken]
+        for j in np.flatnonzero(~base).tolist():
+            e = over[ids[j]]
+            if e is None:
+                raise KeyError(ids[j])
             if e.fragment not in lookup:
                 lookup[e.fragment] = len(names)
                 names.append(e.fragment)
@@ -281,6 +334,18 @@ class CatalogState:
             return tuple(map(self._attrs.get, ids, itertools.repeat(empty)))
         return tuple((e.attrs if (e := over[v]) is not None else empty) if v in over
                      else self._attrs.get(v, empty) for v in ids)
+
+    def nonempty_attrs(self, ids: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Copies of the non-empty extractor attrs of ``ids`` (None: every committed entry), by id.
+
+        Walks only the entries that carry attrs (few) when asked for all of them.
+        """
+        if ids is not None:
+            return {v: dict(a) for v, a in zip(ids, self.attrs_of(ids), strict=True) if a}
+        over = self._over
+        out = {v: dict(a) for v, a in self._attrs.items() if a and v not in over}
+        out.update({v: dict(e.attrs) for v, e in over.items() if e is not None and e.attrs})
+        return out
 
     def warnings(self) -> dict[str, str]:
         """Entries whose extractor attrs carry a ``warning``, with it."""
@@ -347,6 +412,7 @@ class CatalogState:
         new.__dict__.update(self.__dict__)
         new._fail_over = dict(self._fail_over)
         new.fragment_rows = dict(self.fragment_rows)
+        new.retired_at = dict(self.retired_at)
         new._over = dict(self._over)
         new._sorted = self._sorted
         return new
@@ -364,6 +430,8 @@ class CatalogState:
                 old_frag, old_start = expect[i]
                 if current is None or (current.fragment, current.start) != (old_frag, old_start):
                     continue  # superseded since the compaction read it: its copied rows are garbage
+                if source is None:  # a compaction moves rows only: source facts and attrs stay
+                    source, attrs = current.source, current.attrs
             self._over[vid] = CatalogEntry(frag, int(start), int(n), bool(has_mask), source or {},
                                            attrs or {}, when)
             self._drop_failure(vid)
@@ -378,18 +446,22 @@ class CatalogState:
         for vid, rec in (record.get("failures") or {}).items():
             self._fail_over[vid] = dict(rec)
             self._fail_merged = None
+        self.retired_at.update({str(k): float(t) for k, t in (record.get("retired") or {}).items()})
         for frag in record.get("purged") or ():
             self.fragment_rows.pop(frag, None)
+            self.retired_at.pop(frag, None)
         self.version = int(record["version"])
         if changed:
             self._sorted = None
 
     # ---- checkpoints ------------------------------------------------------------------------------
-    def to_checkpoint(self) -> dict[str, Any]:
-        """The state as columnar JSON data.
+    def to_checkpoint(self) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+        """The state as columnar JSON data, and the payloads of the failure parts it references.
 
         Built from the checkpoint's columns with the overlay's entries merged in as whole columns (only
         the overlay's entries are visited one by one), so a checkpoint costs little more than its JSON.
+        Failure records are not in it: it references immutable parts (see :meth:`_plan_failure_parts`);
+        the part numbered ``version`` is new when this state's checkpoint did not reference it.
         """
         if self._over:
             cols = self._merged_columns()
@@ -409,9 +481,45 @@ class CatalogState:
             "mask": _pack(cols["mask"], "|b1"), "time_s": _pack(cols["time_s"], "<f8"),
             "source_extra": {v: x for v, x in cols["source_extra"].items() if x}, "attrs": cols["attrs"],
             **source}
-        return {"version": self.version, "fragments": used,
-                "fragment_rows": [self.fragment_rows.get(f, 0) for f in used],
-                "entries": columns, "failures": self._packed_failures()}
+        parts = self._plan_failure_parts()
+        return ({"format": CHECKPOINT_FORMAT, "version": self.version, "fragments": used,
+                 "fragment_rows": [self.fragment_rows.get(f, 0) for f in used], "entries": columns,
+                 "retired_at": {f: t for f, t in self.retired_at.items() if f in self.fragment_rows},
+                 "failure_parts": [[p.version, p.size] for p in parts]},
+                {int(p.version): dict(p.payload) for p in parts if p.version is not None})
+
+    def _plan_failure_parts(self) -> tuple[FailurePart, ...]:
+        """The failure parts of a checkpoint at this state's version (LSM-style, never one rewrite per
+        checkpoint of all records).
+
+        The changes since the last checkpoint become one new part; it absorbs the newest existing parts
+        while they are no larger than it (a binary counter: parts stay few, about log2 of the records,
+        and each record is rewritten about that many times over its life instead of at every
+        checkpoint). Unchanged failures reuse the previous parts as they are. A format-1 checkpoint's
+        inline records (part without a version) are written out as a part once.
+        """
+        parts = list(self._fail_parts)
+        changes = dict(self._fail_over)
+        if any(r is None for r in changes.values()):
+            # Every committed entry drops its failure unchecked; keep only drops of recorded ones.
+            known = self._part_failure_ids()
+            changes = {v: r for v, r in changes.items() if r is not None or v in known}
+        inline = any(p.version is None for p in parts)
+        if not changes and not inline:
+            return tuple(parts)
+        while parts and (inline or parts[-1].size <= len(changes) or len(parts) >= MAX_FAILURE_PARTS):
+            changes = {**parts.pop().changes(), **changes}
+        if not parts:  # merged down to the base: drops have nothing left to drop
+            changes = {v: r for v, r in changes.items() if r is not None}
+            if not changes:
+                return ()
+        return (*parts, FailurePart.build(self.version, changes))
+
+    def _part_failure_ids(self) -> frozenset[str]:
+        if self._fail_ids is None:
+            self._fail_ids = frozenset(v for p in self._fail_parts for v, r in p.changes().items()
+                                       if r is not None)
+        return self._fail_ids
 
     def _packed_source(self) -> dict[str, Any]:
         """The checkpoint's source columns in their checkpoint encoding."""
@@ -483,32 +591,14 @@ class CatalogState:
                 "time_s": merged(self._time, [e.time for _, e in added], np.float64),
                 "source": out_source, "source_extra": extra, "attrs": attrs}
 
-    def _packed_failures(self) -> dict[str, Any]:
-        """The failure records as checkpoint columns, merged from the packed ones without decoding."""
-        if self._fail_decoded is not None:
-            return _pack_failures(self.failures)
-        base, over = self._fail_packed, self._fail_over
-        keep = [i for i, v in enumerate(base["video_id"]) if v not in over]
-        out: dict[str, Any] = {k: [base[k][i] for i in keep] for k in ("video_id", *_FAILURE_KEYS)}
-        other = {v: r for v, r in (base.get("other") or {}).items() if v not in over}
-        for vid, rec in over.items():
-            if rec is None:
-                continue
-            if set(rec) == set(_FAILURE_KEYS):
-                out["video_id"].append(vid)
-                for key in _FAILURE_KEYS:
-                    out[key].append(rec[key])
-            else:
-                other[vid] = dict(rec)
-        out["other"] = other
-        return out
-
     @classmethod
-    def from_checkpoint(cls, data: Mapping[str, Any]) -> CatalogState:
-        """Inverse of :meth:`to_checkpoint` (no per-entry objects)."""
+    def from_checkpoint(cls, data: Mapping[str, Any],
+                        parts: Mapping[int, Mapping[str, Any]] | None = None) -> CatalogState:
+        """Inverse of :meth:`to_checkpoint` (no per-entry objects); ``parts``: the payloads of the
+        failure parts ``data`` references (a format-1 checkpoint holds its records inline)."""
         state = cls()
         cols = data["entries"]
-        state.version = int(data["version"])
+        state.version = state.checkpoint_version = int(data["version"])
         state._ids = list(cols["video_id"])
         state._frag_names = list(data["fragments"])
         for attr in _LazyColumn.NAMES:  # decoded on first use (listing needs none of them)
@@ -518,8 +608,15 @@ class CatalogState:
         state._source_packed = {k: v for k, v in cols.items() if k.startswith("source_")}
         state._source_extra = dict(cols.get("source_extra") or {})
         state._attrs = dict(cols.get("attrs") or {})
-        state._fail_packed = data.get("failures") or _pack_failures({})
-        state._fail_decoded = None
+        refs = data.get("failure_parts")
+        if refs is None:  # format 1: the records inline, as one part that was never written on its own
+            inline = data.get("failures") or _pack_failures({})
+            size = len(inline["video_id"]) + len(inline.get("other") or {})
+            state._fail_parts = (FailurePart(None, size, {"set": inline, "drop": []}),) if size else ()
+        else:
+            state._fail_parts = tuple(FailurePart(int(v), int(n), (parts or {})[int(v)]) for v, n in refs)
+        state._fail_decoded = None if state._fail_parts else {}
+        state.retired_at = {str(f): float(t) for f, t in (data.get("retired_at") or {}).items()}
         state.fragment_rows = dict(zip(state._frag_names, (int(x) for x in data["fragment_rows"]),
                                        strict=True))
         return state
@@ -547,24 +644,48 @@ class Catalog:
                             (f"{self.prefix}/zarr.json", group_bytes({}))])
 
     # ---- reading ----------------------------------------------------------------------------------
-    def _listing(self) -> tuple[list[int], list[int]]:
+    def _listing(self, *, parts: bool = False) -> tuple[list[int], list[int]]:
+        """Sorted record and checkpoint versions (``parts``: failure part versions instead of records)."""
         versions: list[int] = []
         checkpoints: list[int] = []
+        first = "f" if parts else "v"
         for name in self.keys.list(self.prefix):
             if len(name) == 11 and name[1:].isdigit():
-                (versions if name[0] == "v" else checkpoints if name[0] == "c" else []).append(int(name[1:]))
+                if name[0] == first:
+                    versions.append(int(name[1:]))
+                elif name[0] == "c":
+                    checkpoints.append(int(name[1:]))
         return sorted(versions), sorted(checkpoints)
 
-    def _read_node(self, kind: str, version: int, attr: str) -> dict[str, Any] | None:
+    def _read_node(self, kind: str, version: int, *attrs: str) -> dict[str, Any] | None:
+        """The payload under the first of ``attrs`` the node has; None when the node is gone."""
         raw = self.keys.get(f"{self.prefix}/{kind}{version:010d}/zarr.json")
         if raw is None:
             return None
         try:
-            payload: dict[str, Any] = json.loads(raw)["attributes"][attr]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise StoreError(f"{self.prefix}/{kind}{version:010d} is unreadable ({exc}); the store was "
-                             "damaged outside affectcache") from exc
+            found = json.loads(raw)["attributes"]
+            payload: dict[str, Any] = next(found[a] for a in attrs if a in found)
+        except (ValueError, KeyError, TypeError, StopIteration) as exc:
+            raise StoreError(f"{self.prefix}/{kind}{version:010d} is unreadable ({exc!r}); the store was "
+                             "damaged outside affectcache, or written by a newer affectcache") from exc
         return payload
+
+    def _read_checkpoint(self, version: int) -> CatalogState | None:
+        """The state of checkpoint ``version`` with its failure parts; None when any of them is gone
+        (trimmed while we listed: list again)."""
+        data = self._read_node("c", version, _CHECKPOINT_ATTR, _CHECKPOINT_ATTR_1)
+        if data is None:
+            return None
+        if int(data.get("format", 1)) > CHECKPOINT_FORMAT:
+            raise StoreError(f"{self.prefix}/c{version:010d} has catalog format {data['format']}, newer than "
+                             f"this affectcache reads ({CHECKPOINT_FORMAT}); upgrade affectcache")
+        parts: dict[int, dict[str, Any]] = {}
+        for ref, _size in data.get("failure_parts") or ():
+            payload = self._read_node("f", int(ref), _PART_ATTR)
+            if payload is None:
+                return None
+            parts[int(ref)] = payload
+        return CatalogState.from_checkpoint(data, parts)
 
     def state(self) -> CatalogState:
         """The current committed state (the cached one, brought up to date)."""
@@ -575,14 +696,14 @@ class Catalog:
             base = state
             if newest_cp > state.version and (state.version + 1) not in versions:
                 # Records we would need were trimmed: start from the newest checkpoint.
-                data = self._read_node("c", newest_cp, _CHECKPOINT_ATTR)
-                if data is None:
+                loaded = self._read_checkpoint(newest_cp)
+                if loaded is None:
                     continue  # trimmed while we listed: list again
-                base = CatalogState.from_checkpoint(data)
-            elif newest_cp > state.version + CHECKPOINT_EVERY:
-                data = self._read_node("c", newest_cp, _CHECKPOINT_ATTR)
-                if data is not None:
-                    base = CatalogState.from_checkpoint(data)
+                base = loaded
+            elif newest_cp > state.version + CHECKPOINT_EVERY or (newest_cp >= 0 and state.version < 0):
+                # Far behind, or a fresh reader: one checkpoint instead of replaying the records before it
+                # (one request each on an object store).
+                base = self._read_checkpoint(newest_cp) or state
             if base is state and (not versions or versions[-1] <= state.version):
                 return state
             if base is state:
@@ -637,7 +758,18 @@ class Catalog:
         raise StoreError(f"{self.prefix}: could not commit after 1000 concurrent attempts")
 
     def _checkpoint(self, state: CatalogState) -> CatalogState:
-        data = state.to_checkpoint()
+        on_disk = set(self._listing(parts=True)[0])
+        if any(p.version is not None and p.version not in on_disk for p in state._fail_parts):
+            # Our state came from a checkpoint whose parts a concurrent committer has since trimmed:
+            # write every record into one new part rather than reference a missing one.
+            state = state.copy()
+            state._fail_parts = tuple(FailurePart(None, p.size, p.payload) for p in state._fail_parts)
+        data, parts = state.to_checkpoint()
+        old = {p.version for p in state._fail_parts}
+        # Parts first, checkpoint last: a crash in between leaves an unreferenced part, trimmed later.
+        for v, payload in parts.items():
+            if v not in old:
+                self.keys.put(f"{self.prefix}/f{v:010d}/zarr.json", group_bytes({_PART_ATTR: payload}))
         doc = group_bytes({_CHECKPOINT_ATTR: data})
         self.keys.put_new(f"{self.prefix}/c{state.version:010d}/zarr.json", doc)
         # Trim behind the *previous* checkpoint, not this one: a committer that read an older state
@@ -647,9 +779,18 @@ class Catalog:
         older = [c for c in checkpoints if c < state.version]
         if older:
             horizon = older[-1]
+            garbage_parts: list[int] = []
+            if state.checkpoint_version == horizon:
+                # The previous checkpoint is the one our state came from, so we know every part the two
+                # kept checkpoints reference; the others before it belong only to trimmed checkpoints
+                # (or to a checkpoint writer that died). Otherwise (a concurrent committer wrote it) the
+                # parts wait for a later trim.
+                referenced = set(parts) | {p.version for p in state._fail_parts}
+                garbage_parts = [f for f in on_disk if f < horizon and f not in referenced]
             self.keys.delete_trees([f"{self.prefix}/v{v:010d}" for v in versions if v <= horizon]
-                                   + [f"{self.prefix}/c{c:010d}" for c in older if c < horizon])
-        return CatalogState.from_checkpoint(data)  # columnar again: cheap to query and copy
+                                   + [f"{self.prefix}/c{c:010d}" for c in older if c < horizon]
+                                   + [f"{self.prefix}/f{f:010d}" for f in garbage_parts])
+        return CatalogState.from_checkpoint(data, parts)  # columnar again: cheap to query and copy
 
     def add(self, fragments: Sequence[FragmentInfo] = (), *,
             failures: Mapping[str, Mapping[str, Any]] | None = None, resolved: Iterable[str] = (),

@@ -5,16 +5,25 @@ media-changed items and deletes leave superseded rows behind. Compaction copies 
 small or partly-dead fragments, in video-id order, into fragments of about
 :attr:`CompactionPolicy.target_fragment_mb`, then commits each new fragment with a record whose entries
 apply only if they still point where compaction read them (an entry rebuilt meanwhile keeps its new
-rows). Only after that are fragments no entry points at (*retired*) deleted, and then un-listed by a
-``purge`` record. Readers see the same data before, during and after (a reader that lost a fragment to
-the purge re-reads the catalog and finds the copy); a crash at any point loses nothing: before a commit
-the new fragment is an unreferenced orphan, after it the old one is retired garbage for the next run.
+rows).
+
+Fragments no entry points at any more (*retired*) are deleted later, by a **vacuum** (as Delta Lake's
+VACUUM): it first marks them retired with the time (a ``retire`` record), and deletes them, then
+un-lists them with a ``purge`` record, once :attr:`CompactionPolicy.retain_s` has passed, so a reader
+still holding the catalog from before keeps finding its rows meanwhile (one that does lose a fragment
+re-reads the catalog and finds the copy). Every compaction, the end of every build and
+``affectcache store compact --vacuum`` run a vacuum. Deleting thousands of small folders is bound by the
+disk's latency (about 1 ms per fragment with parallel deletes here), which deferring takes off the
+build's path. A crash at any point loses nothing: before a commit a new fragment is an unreferenced
+orphan (deleted once older than :attr:`CompactionPolicy.orphan_age_s`), after it the old one is retired
+garbage for a later vacuum; a retired fragment never becomes visible again.
 
 Run it under the modality's build lock (the build runner and ``affectcache store compact`` do).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from dataclasses import dataclass
@@ -48,6 +57,9 @@ class CompactionPolicy:
     orphan_age_s: float = 3600.0
     """Fragments never committed and older than this are deleted (younger ones may belong to a writer
     that is still running)."""
+    retain_s: float = 3600.0
+    """Retired fragments are deleted this many seconds after a vacuum first found them unreferenced
+    (readers holding the older catalog may still read them until then); 0 deletes them at once."""
 
     def __post_init__(self) -> None:
         problems = [f"{name} must be > 0, got {getattr(self, name)}" for name in
@@ -55,8 +67,8 @@ class CompactionPolicy:
                     if getattr(self, name) <= 0]
         if not 0 < self.garbage_share <= 1:
             problems.append(f"garbage_share must be in (0, 1], got {self.garbage_share}")
-        if self.orphan_age_s < 0:
-            problems.append(f"orphan_age_s must be >= 0, got {self.orphan_age_s}")
+        problems += [f"{name} must be >= 0, got {getattr(self, name)}"
+                     for name in ("orphan_age_s", "retain_s") if getattr(self, name) < 0]
         if problems:
             raise ConfigError(f"invalid compaction policy: {'; '.join(problems)}")
 
@@ -75,14 +87,16 @@ class CompactionReport:
     """Entries whose rows were copied into new fragments."""
     fragments_deleted: int
     """Retired and orphaned fragments deleted."""
+    fragments_retained: int
+    """Retired fragments kept until their retention time has passed (deleted by a later vacuum)."""
     seconds: float
     """Wall time."""
 
     def summary(self) -> str:
         """One line for logs and the CLI."""
         return (f"{self.modality}: {self.fragments_before} -> {self.fragments_after} fragments, "
-                f"{self.entries_moved} entries moved, {self.fragments_deleted} fragments deleted "
-                f"in {self.seconds:.1f} s")
+                f"{self.entries_moved} entries moved, {self.fragments_deleted} fragments deleted, "
+                f"{self.fragments_retained} retained for readers in {self.seconds:.1f} s")
 
 
 def needs_compaction(fs: FeatureStore, name: str, policy: CompactionPolicy) -> bool:
@@ -91,14 +105,19 @@ def needs_compaction(fs: FeatureStore, name: str, policy: CompactionPolicy) -> b
     live = state.live_rows()
     row_bytes = max(1, fs.row_bytes(name))
     small = sum(1 for f in live if state.fragment_rows[f] * row_bytes < policy.small_fragment_mb * 1e6)
-    stored = sum(state.fragment_rows.values())
+    stored = sum(state.fragment_rows[f] for f in live)  # retired fragments wait for a vacuum, not this
     garbage = stored - sum(live.values())
     return small >= policy.min_small_fragments or (stored > 0 and garbage / stored >= policy.garbage_share)
 
 
 def maybe_compact(fs: FeatureStore, name: str, policy: CompactionPolicy) -> CompactionReport | None:
-    """Compact ``name`` when :func:`needs_compaction` says so (called at the end of a build)."""
-    if not fs.has_modality(name) or not needs_compaction(fs, name, policy):
+    """Compact ``name`` when :func:`needs_compaction` says so, else vacuum it (the end of a build)."""
+    if not fs.has_modality(name):
+        return None
+    if not needs_compaction(fs, name, policy):
+        deleted, retained = vacuum(fs, name, policy)
+        if deleted:
+            logger.info("%s: vacuum deleted %d fragments (%d retained for readers)", name, deleted, retained)
         return None
     report = compact(fs, name, policy)
     logger.info("compacted %s", report.summary())
@@ -119,9 +138,8 @@ def compact(fs: FeatureStore, name: str, policy: CompactionPolicy = CompactionPo
     selected = (small if len(small) > 1 else set()) | dirty
     every = state.videos()
     names, frag, _, counts, _ = state.columns(every)
-    chosen = np.isin(np.array(names, dtype=object)[frag] if len(frag) else np.zeros(0, object),
-                     np.array(sorted(selected), dtype=object))
-    ids = [every[i] for i in np.flatnonzero(chosen).tolist()]
+    chosen = np.array([f in selected for f in names], dtype=bool)[frag]  # per fragment, then per entry
+    ids = np.array(every, dtype=object)[chosen].tolist()
     rows_of = counts[chosen].tolist()
     moved = 0
     batch: list[str] = []
@@ -133,38 +151,50 @@ def compact(fs: FeatureStore, name: str, policy: CompactionPolicy = CompactionPo
         if batch_rows >= target_rows or i == len(ids) - 1:
             moved += _rewrite(fs, name, kind, state, batch)
             batch, batch_rows = [], 0
-    deleted = _delete_garbage(fs, name, policy)
+    deleted, retained = vacuum(fs, name, policy)
     after = len(catalog.state().live_rows())
     return CompactionReport(modality=name, fragments_before=before, fragments_after=after,
-                            entries_moved=moved, fragments_deleted=deleted,
+                            entries_moved=moved, fragments_deleted=deleted, fragments_retained=retained,
                             seconds=time.perf_counter() - started)
 
 
 def _rewrite(fs: FeatureStore, name: str, kind: Any, state: CatalogState, ids: list[str]) -> int:
     packed = fs.load(name, ids)
-    entries = [state[v] for v in ids]
+    names, frag, start, counts, has_mask = state.columns(ids)
     columns = {"values": packed.values, **packed.row_arrays}
-    if any(e.has_mask for e in entries):
+    if has_mask.any():
         columns["mask"] = packed.mask
+    empty: dict[str, Any] = {}
     info = write_columns(fs.keys, name, kind, columns,
-                         [(v, e.n_rows, e.has_mask, e.source, e.attrs)
-                          for v, e in zip(ids, entries, strict=True)], prefix="c")
+                         list(zip(ids, counts.tolist(), has_mask.tolist(), itertools.repeat(empty),
+                                  itertools.repeat(empty), strict=False)), prefix="c")
+    # Source facts and attrs left out (null): the record moves rows, each entry keeps its own.
     record = {"op": "compact", "fragments": {info.fragment_id: info.n_rows},
-              "entries": [[r.video_id, info.fragment_id, r.start, r.n_rows, r.has_mask, dict(r.source),
-                           dict(r.attrs)] for r in info.entries],
-              "expect": [[e.fragment, e.start] for e in entries]}
+              "entries": [[r.video_id, info.fragment_id, r.start, r.n_rows, r.has_mask, None, None]
+                          for r in info.entries],
+              "expect": [[names[f], s] for f, s in zip(frag.tolist(), start.tolist(), strict=True)]}
     fs.commit_log(name).commit(record)
     return len(ids)
 
 
-def _delete_garbage(fs: FeatureStore, name: str, policy: CompactionPolicy) -> int:
-    """Delete retired fragments (then un-list them) and old orphans; the number deleted."""
+def vacuum(fs: FeatureStore, name: str, policy: CompactionPolicy) -> tuple[int, int]:
+    """Delete retired fragments older than the retention time (then un-list them) and old orphans.
+
+    Newly retired fragments are marked with the time first. Returns (fragments deleted, retired ones
+    retained). Run under the modality's build lock.
+    """
     catalog = fs.commit_log(name)
     state = catalog.state()
     retired = state.retired()
-    fs.keys.delete_trees(f"{name}/{FRAGMENTS_GROUP}/{fragment}" for fragment in retired)
-    if retired:
-        catalog.commit({"op": "purge", "purged": retired}, checkpoint=True)
+    now = time.time()
+    unmarked = {f: now for f in retired if f not in state.retired_at}
+    if unmarked:
+        # Checkpointed: it follows a compaction's commits, which fresh readers then need not replay.
+        state = catalog.commit({"op": "retire", "retired": unmarked}, checkpoint=True)
+    due = [f for f in retired if now - state.retired_at[f] >= policy.retain_s]
+    fs.keys.delete_trees(f"{name}/{FRAGMENTS_GROUP}/{fragment}" for fragment in due)
+    if due:
+        catalog.commit({"op": "purge", "purged": due}, checkpoint=True)
     known = set(catalog.state().fragment_rows)
     pending = fs.modality_attrs(name).get(REBUILD_ATTR)
     if isinstance(pending, dict):  # a rebuild in progress owns fragments the live catalog does not list
@@ -175,4 +205,4 @@ def _delete_garbage(fs: FeatureStore, name: str, policy: CompactionPolicy) -> in
     orphans = [f for f in fs.keys.list(f"{name}/{FRAGMENTS_GROUP}")
                if f != "zarr.json" and f not in known and now - fragment_time_s(f) >= policy.orphan_age_s]
     fs.keys.delete_trees(f"{name}/{FRAGMENTS_GROUP}/{fragment}" for fragment in orphans)
-    return len(retired) + len(orphans)
+    return len(due) + len(orphans), len(retired) - len(due)

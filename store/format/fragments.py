@@ -130,7 +130,7 @@ def _decode_strings(data: bytes) -> npt.NDArray[Any]:
 
 
 def array_files(path: str, arr: npt.NDArray[Any], dims: Sequence[str],
-                attributes: Mapping[str, Any] | None = None) -> list[tuple[str, bytes]]:
+                attributes: Mapping[str, Any] | None = None) -> list[tuple[str, bytes | bytearray]]:
     """The Zarr v3 files (``zarr.json`` + chunks) of one array at ``path``."""
     if arr.dtype.kind in "TUO":
         data_type = "string"
@@ -155,7 +155,7 @@ def array_files(path: str, arr: npt.NDArray[Any], dims: Sequence[str],
             "chunk_key_encoding": {"name": "v2", "configuration": {"separator": "."}},
             "fill_value": fill, "codecs": codecs, "attributes": dict(attributes or {}),
             "dimension_names": list(dims)}
-    files = [(f"{path}/zarr.json", json.dumps(meta).encode())]
+    files: list[tuple[str, bytes | bytearray]] = [(f"{path}/zarr.json", json.dumps(meta).encode())]
     for i in range(math.ceil(arr.shape[0] / rows)):
         block = arr[i * rows: (i + 1) * rows]
         if data_type == "string":
@@ -171,7 +171,7 @@ def array_files(path: str, arr: npt.NDArray[Any], dims: Sequence[str],
 
 def _sharded_files(path: str, arr: npt.NDArray[Any], dims: Sequence[str],
                    attributes: Mapping[str, Any] | None,
-                   rows: int, n_chunks: int) -> list[tuple[str, bytes]]:
+                   rows: int, n_chunks: int) -> list[tuple[str, bytes | bytearray]]:
     """A multi-chunk array as one Zarr v3 shard (``sharding_indexed``): one file instead of one per chunk.
 
     The inner chunks are stored back to back in order, then the index (offset, size per chunk), so row
@@ -179,11 +179,12 @@ def _sharded_files(path: str, arr: npt.NDArray[Any], dims: Sequence[str],
     direct reader relies on it).
     """
     padded = n_chunks * rows
-    data = arr.tobytes()
-    if padded > arr.shape[0]:  # the shard's last inner chunk is stored at full size
-        data += bytes((padded - arr.shape[0]) * arr[:1].nbytes)
     chunk_bytes = rows * (arr[:1].nbytes if arr.shape[0] else 0)
-    index = np.empty((n_chunks, 2), dtype="<u8")
+    # The shard assembled in one buffer with one copy of the rows (the last inner chunk is stored at
+    # full size: zero padding), then the index: a compaction writes hundreds of MB through here.
+    data = bytearray(n_chunks * chunk_bytes + 16 * n_chunks)
+    np.frombuffer(data, dtype=np.uint8, count=arr.nbytes)[:] = arr.reshape(-1).view(np.uint8)
+    index = np.frombuffer(data, dtype="<u8", offset=n_chunks * chunk_bytes).reshape(n_chunks, 2)
     index[:, 0] = np.arange(n_chunks, dtype=np.uint64) * chunk_bytes
     index[:, 1] = chunk_bytes
     endian = {"configuration": {"endian": "little"}} if arr.dtype.itemsize > 1 else {}
@@ -197,7 +198,7 @@ def _sharded_files(path: str, arr: npt.NDArray[Any], dims: Sequence[str],
                 "index_location": "end"}}],
             "attributes": dict(attributes or {}), "dimension_names": list(dims)}
     tail = ".0" * (arr.ndim - 1)
-    return [(f"{path}/zarr.json", json.dumps(meta).encode()), (f"{path}/0{tail}", data + index.tobytes())]
+    return [(f"{path}/zarr.json", json.dumps(meta).encode()), (f"{path}/0{tail}", data)]
 
 
 def shard_layout_ok(keys: Keys, meta: ArrayMeta) -> bool:
@@ -242,7 +243,7 @@ def write_columns(keys: Keys, modality: str, kind: ModalityKind, columns: Mappin
     base = f"{modality}/{FRAGMENTS_GROUP}/{fid}"
     counts = np.array([e[1] for e in entries], dtype=np.int64)
     n_rows = int(counts.sum())
-    files: list[tuple[str, bytes]] = []
+    files: list[tuple[str, bytes | bytearray]] = []
     coords = " ".join(ROW_KEYS[kind])
     for key, arr in columns.items():
         if arr.shape[0] != n_rows:

@@ -42,7 +42,7 @@ def _random_state(seed: int) -> CatalogState:
         state.apply(_record(version, [], remove=[f"v{int(i):03d}" for i in rng.choice(60, 3)]))
         version += 1
         if step == 1:
-            state = CatalogState.from_checkpoint(state.to_checkpoint())
+            state = CatalogState.from_checkpoint(*state.to_checkpoint())
     return state
 
 
@@ -50,7 +50,7 @@ def test_checkpoint_merge_keeps_every_entry_as_the_overlay_says() -> None:
     for seed in range(4):
         state = _random_state(seed)
         assert state._over, "the state must carry an overlay for this test to mean anything"
-        again = CatalogState.from_checkpoint(state.to_checkpoint())
+        again = CatalogState.from_checkpoint(*state.to_checkpoint())
         assert again.videos() == state.videos()
         assert [again[v] for v in again.videos()] == [state[v] for v in state.videos()]
         assert again.warnings() == state.warnings()
@@ -80,20 +80,20 @@ def test_vectorised_source_check_matches_the_per_entry_rule() -> None:
     assert expected, "some entries must have changed for this test to mean anything"
     assert state.changed_sources(current) == expected
     # Also on a state read straight from a checkpoint (source columns still packed).
-    checkpointed = CatalogState.from_checkpoint(state.to_checkpoint())
+    checkpointed = CatalogState.from_checkpoint(*state.to_checkpoint())
     assert checkpointed.changed_sources(current) == expected
 
 
 def test_checkpoints_with_every_optional_column_spelled_out_still_read() -> None:
     """Checkpoints written before absent / all-present columns were abbreviated."""
     state = _random_state(11)
-    data = state.to_checkpoint()
+    data, parts = state.to_checkpoint()
     for key in ("size", "mtime", "start_s", "end_s"):
         values = [e.source.get(key) for e in (state[v] for v in state.videos())]
         present = np.array([v is not None for v in values])
         filled = np.array([v if v is not None else 0 for v in values], dtype=np.float64)
         data["entries"][f"source_{key}"] = {"values": _pack(filled, "<f8"), "present": _pack(present, "|b1")}
-    old = CatalogState.from_checkpoint(data)
+    old = CatalogState.from_checkpoint(data, parts)
     assert [old[v].source for v in old.videos()] == [state[v].source for v in state.videos()]
-    compact = state.to_checkpoint()["entries"]
+    compact = state.to_checkpoint()[0]["entries"]
     assert compact["source_start_s"].keys() <= {"absent", "values", "present"}

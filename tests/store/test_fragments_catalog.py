@@ -23,7 +23,7 @@ from affectcache.extractors import FeatureArray, MediaItem
 from affectcache.store.errors import OldLayoutError
 from affectcache.store.format import catalog as catalog_module
 from affectcache.store.format.catalog import Catalog, CatalogState
-from affectcache.store.format.compaction import CompactionPolicy, compact
+from affectcache.store.format.compaction import CompactionPolicy, compact, vacuum
 from affectcache.store.format.fragments import FRAGMENTS_GROUP
 from affectcache.store.manifest import write_manifest
 from affectcache.store.runner import build
@@ -80,7 +80,7 @@ def test_checkpoints_keep_everything_and_trim_the_log(store_path: Path,
     assert set(state.failures) == {"bad"}
     np.testing.assert_array_equal(fresh.read("feat", "v10").values, np.full((2, 3), 10, np.float32))
     # The checkpoint's columns and a replay of the same records agree.
-    again = CatalogState.from_checkpoint(state.to_checkpoint())
+    again = CatalogState.from_checkpoint(*state.to_checkpoint())
     assert again.videos() == state.videos()
     assert [again[v] for v in again.videos()] == [state[v] for v in state.videos()]
 
@@ -113,6 +113,11 @@ def test_compaction_keeps_the_data_and_drops_garbage(tmp_path: Path, store_path:
     assert len(live_fragments(store_path, "test-counting")) == 7
     report = compact(fs, "test-counting", CompactionPolicy(orphan_age_s=0))
     assert report.fragments_after == 1
+    # Superseded fragments stay for readers of the older catalog until the retention time has passed.
+    assert (report.fragments_deleted, report.fragments_retained) == (0, 7)
+    assert len(live_fragments(store_path, "test-counting")) == 8
+    assert_same(packed_arrays(reader, "test-counting"), before)
+    assert vacuum(fs, "test-counting", CompactionPolicy(retain_s=0)) == (7, 0)
     assert live_fragments(store_path, "test-counting") == sorted(fs.catalog("test-counting").live_rows())
     assert len(live_fragments(store_path, "test-counting")) == 1
     assert_same(packed_arrays(fs, "test-counting"), before)
@@ -131,7 +136,15 @@ def test_build_compacts_many_small_fragments_at_the_end(tmp_path: Path, store_pa
     items = make_items(tmp_path, [f"v{i:02d}" for i in range(10)])
     build("test-counting", items, store_path, workers=0, videos_per_task=1,
           compaction=CompactionPolicy(min_small_fragments=5))
-    assert len(live_fragments(store_path, "test-counting")) == 1
+    fs = FeatureStore(store_path)
+    live = sorted(fs.catalog("test-counting").live_rows())
+    assert len(live) == 1
+    # The ten superseded fragments wait out the retention time; the next build's vacuum deletes them.
+    assert len(live_fragments(store_path, "test-counting")) == 11
+    build("test-counting", items, store_path, workers=0, compaction=CompactionPolicy(retain_s=60))
+    assert len(live_fragments(store_path, "test-counting")) == 11  # retained: not 60 s old yet
+    build("test-counting", items, store_path, workers=0, compaction=CompactionPolicy(retain_s=0))
+    assert live_fragments(store_path, "test-counting") == live
     clean = tmp_path / "clean.zarr"
     build("test-counting", items, clean, workers=0, compaction=None)
     assert_same(packed_arrays(FeatureStore(store_path), "test-counting"),
@@ -318,8 +331,8 @@ def test_kill_9_during_a_fragment_write_then_rerun_is_identical(tmp_path: Path) 
     _run_until_marker(KILL_IN_WRITE, [str(manifest), str(killed)], tmp_path / "marker")
     fs = FeatureStore(killed)
     assert 1 <= len(fs.videos("test-counting")) < 8
-    report = build("test-counting", items, killed, workers=0, compaction=CompactionPolicy(orphan_age_s=0,
-                                                                                        min_small_fragments=1))
+    policy = CompactionPolicy(orphan_age_s=0, retain_s=0, min_small_fragments=1)
+    report = build("test-counting", items, killed, workers=0, compaction=policy)
     assert sorted(report.written + report.skipped) == [it.video_id for it in items]
     clean = tmp_path / "clean.zarr"
     build("test-counting", items, clean, workers=0)
@@ -339,7 +352,7 @@ def test_kill_9_during_compaction_then_rerun_is_identical(tmp_path: Path) -> Non
     _run_until_marker(KILL_IN_COMPACTION, [str(store)], tmp_path / "marker")
     fs = FeatureStore(store)
     assert_same(packed_arrays(fs, "test-counting"), before)  # mid-compaction: same data
-    compact(fs, "test-counting", CompactionPolicy(orphan_age_s=0))
+    compact(fs, "test-counting", CompactionPolicy(orphan_age_s=0, retain_s=0))
     assert_same(packed_arrays(FeatureStore(store), "test-counting"), before)
     assert len(live_fragments(store, "test-counting")) == 1
 
@@ -380,7 +393,14 @@ def test_store_compact_command(tmp_path: Path, store_path: Path) -> None:
     assert len(live_fragments(store_path, "test-counting")) == 5
     result = CliRunner().invoke(app, ["store", "compact", "-s", str(store_path)])
     assert result.exit_code == 0, result.output
-    assert "test-counting: 5 -> 1 fragments, 5 entries moved, 5 fragments deleted" in result.output
+    assert "5 -> 1 fragments, 5 entries moved, 0 fragments deleted, 5 retained" in result.output
+    assert len(live_fragments(store_path, "test-counting")) == 6
+    kept = CliRunner().invoke(app, ["store", "compact", "-s", str(store_path), "--vacuum"])
+    assert "test-counting: 0 fragments deleted, 5 retained for readers" in kept.output
+    vacuumed = CliRunner().invoke(app, ["store", "compact", "-s", str(store_path), "--vacuum",
+                                        "--retain-s", "0"])
+    assert vacuumed.exit_code == 0, vacuumed.output
+    assert "test-counting: 5 fragments deleted, 0 retained for readers" in vacuumed.output
     assert len(live_fragments(store_path, "test-counting")) == 1
     assert_same(packed_arrays(FeatureStore(store_path), "test-counting"), before)
     refused = CliRunner().invoke(app, ["store", "compact", "-s", str(store_path), "nope"])

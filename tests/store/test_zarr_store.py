@@ -209,6 +209,29 @@ def test_open_dataset_is_lazy_and_concatenates(store_path: Path) -> None:
     np.testing.assert_array_equal(ds["mask"].values[:3], frames("a", n=3).mask)
 
 
+def test_open_dataset_in_storage_order_when_it_differs_from_id_order(store_path: Path) -> None:
+    fs = FeatureStore(store_path)
+    fs.init_modality("feat", prov())
+    c = FeatureArray(video_id="c", kind="frame", values=np.ones((2, 3), np.float32), frame=np.arange(2),
+                     time_s=np.arange(2) / 30, attrs={"warning": "dark"})
+    # One fragment holding "d" then "a", another "c": id order a, c, d; storage order d, a | c.
+    pair = [(frames("d", n=4, seed=1), None), (frames("a", n=3), None)]
+    fs.commit("feat", [fs.write_fragment("feat", pair)])
+    fs.commit("feat", [fs.write_fragment("feat", [(c, None)])])
+    ds = fs.open_dataset("feat")
+    assert list(ds["video_id"].values) == ["d", "a", "c"]
+    assert list(ds["row_start"].values) == [0, 4, 7]
+    assert list(ds["entry"].values) == [0] * 4 + [1] * 3 + [2] * 2
+    np.testing.assert_allclose(ds["values"].values[4:7], fs.read("feat", "a").values)
+    np.testing.assert_allclose(ds["values"].values[7:], 1.0)
+    fps = {"fps": 25.0}  # frames() attrs
+    assert ds.attrs["entry_attrs"] == {"a": fps, "c": {"warning": "dark"}, "d": fps}
+    part = fs.open_dataset("feat", ["c", "a"])
+    assert list(part["video_id"].values) == ["c", "a"]
+    np.testing.assert_allclose(part["values"].values[2:], fs.read("feat", "a").values)
+    assert part.attrs["entry_attrs"] == {"a": fps, "c": {"warning": "dark"}}
+
+
 def test_fsspec_memory_url_store() -> None:
     fs = FeatureStore("memory://affectcache-unit-test")
     fs.init_modality("feat", prov(), overwrite=True)
