@@ -12,16 +12,19 @@ and the best of each counts. Target: >= 1.5x faster on 2 cores.
 Trial length decides the ratio on a 2-core machine: every Python process that trains pays ~4-5 s once
 (importing torch, the ``torch._dynamo`` its optimizers import on first use, scipy.stats, matplotlib; the
 first figure), which the sequential command pays once and the cluster's workers each pay at the same
-time, plus ~1 s to start and stop the cluster. With ~1 s trials (3 epochs over 10 half-minute videos)
-the cluster was only 1.19x faster; the defaults (8 epochs over 20 videos: trials of several seconds,
-still far shorter than real ones) measure the search's scaling rather than those fixed costs.
-``--one-thread`` adds the trials one after another with one torch thread each (what each worker gets).
+time, plus ~1 s to start and stop the cluster. And the sequential command's torch spreads each trial over
+both cores (~15 % faster than one thread at these sizes), while each worker trains on one: on 2 cores
+the cluster can be at most ~1.7x faster. Measured on the idle 2-core machine: trials of ~1 s (3 epochs
+over 10 half-minute videos) 1.19x; ~6 s (8-10 epochs over 20 videos) 1.41-1.49x; ~17 s (15 epochs over
+32 videos) 1.68x. The defaults (12 epochs over 32 videos, still far shorter than real trials) measure
+the search's scaling rather than those fixed costs. ``--one-thread`` adds the trials one after another
+with one torch thread each (what each worker gets).
 
 ``--gpu`` trains the trials on CUDA (RAS's face settings: 256 hidden, 8 heads, 400-frame windows, more
 and longer videos) and reports trials/hour for both; the local workers each offer one ``GPU`` slot, so
 ``--workers`` trials share the device at once.
 
-    python benchmarks/bench_search.py [--trials 16] [--workers 2] [--videos 20] [--epochs 8] [--repeat 2]
+    python benchmarks/bench_search.py [--trials 16] [--workers 2] [--videos 32] [--epochs 12] [--repeat 2]
                                       [--one-thread] [--gpu] [--out bench_out]
 
 Needs only torch, numpy, zarr, dask/distributed and affectcache.
@@ -144,8 +147,8 @@ def bench_search(out: Path, *, n_trials: int = 16, workers: int = 2, epochs: int
     if gpu and not torch.cuda.is_available():
         raise SystemExit("--gpu: no CUDA device here")
     # CPU trials of several seconds each (see the module docstring for why not ~1 s ones).
-    epochs = epochs if epochs is not None else (3 if gpu else 8)
-    n_videos = n_videos if n_videos is not None else (24 if gpu else 20)
+    epochs = epochs if epochs is not None else (3 if gpu else 12)
+    n_videos = n_videos if n_videos is not None else (24 if gpu else 32)
     root = out / f"search{'_gpu' if gpu else ''}-{n_videos}v"  # a reused store must have these videos
     root.mkdir(parents=True, exist_ok=True)
     store, manifest_path = write_planted_store(root, n_videos=n_videos,
@@ -201,8 +204,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench_out"))
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=None, help="default 8 (CPU), 3 (--gpu)")
-    parser.add_argument("--videos", type=int, default=None, help="default 24")
+    parser.add_argument("--epochs", type=int, default=None, help="default 12 (CPU), 3 (--gpu)")
+    parser.add_argument("--videos", type=int, default=None, help="default 32 (CPU), 24 (--gpu)")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each, in turns (best counts)")
     parser.add_argument("--one-thread", action="store_true",
                         help="also the trials one after another with one torch thread each")
