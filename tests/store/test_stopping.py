@@ -72,3 +72,22 @@ def test_environment_errors_are_found_through_causes(tmp_path: Path) -> None:
         "disk quota exceeded on S: free space or raise the quota and rerun")
     assert describe_environment_error(FileNotFoundError(errno.ENOENT, "gone", "x")) is None
     assert describe_environment_error(RuntimeError("a bug")) is None
+
+
+def test_local_workers_run_with_the_local_cluster_settings() -> None:
+    # The relaxed housekeeping and the preload (Ctrl-C left to the driver) reach the worker processes.
+    import dask
+
+    from affectcache.store.executors import LOCAL_WORKER_CONFIG, local_dask_client
+
+    def worker_view() -> dict[str, object]:
+        import signal as sig
+
+        return {"config": {k: dask.config.get(k) for k in LOCAL_WORKER_CONFIG},
+                "sigint_ignored": sig.getsignal(sig.SIGINT) == sig.SIG_IGN}
+
+    with local_dask_client(1) as client:
+        (view,) = client.run(worker_view).values()
+    assert view["config"] == LOCAL_WORKER_CONFIG
+    assert view["sigint_ignored"] is True
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the driver keeps Ctrl-C
