@@ -146,6 +146,7 @@ def bench_search(out: Path, *, n_trials: int = 16, workers: int = 2, epochs: int
 
     if gpu and not torch.cuda.is_available():
         raise SystemExit("--gpu: no CUDA device here")
+    repeat = max(repeat, 1)
     # CPU trials of several seconds each (see the module docstring for why not ~1 s ones).
     epochs = epochs if epochs is not None else (3 if gpu else 12)
     n_videos = n_videos if n_videos is not None else (24 if gpu else 32)
@@ -162,7 +163,7 @@ def bench_search(out: Path, *, n_trials: int = 16, workers: int = 2, epochs: int
     if one_thread and not gpu:
         runs["sequential-1"] = (0, 1)
     timings: dict[str, list[float]] = {label: [] for label in runs}
-    for turn in range(max(repeat, 1)):
+    for turn in range(repeat):
         for label in (runs if turn % 2 == 0 else reversed(runs)):
             n_workers, threads = runs[label]
             timings[label].append(_cli_search(store, manifest_path, grid, root / label, workers=n_workers,
@@ -180,15 +181,17 @@ def bench_search(out: Path, *, n_trials: int = 16, workers: int = 2, epochs: int
     mean_trial = sum(r.seconds or 0.0 for r in records["sequential"]) / max(n, 1)
     runs_note = "; runs " + ", ".join(f"{label} {' / '.join(f'{t:.1f}' for t in ts)} s"
                                       for label, ts in timings.items())
-    per_worker = [] if "sequential-1" not in timings else [
-        {"benchmark": f"search: {n} trials one after another, 1 torch thread", "seconds": one,
-         "ratio": one / seq, "note": f"what each worker gets; the cluster is {one / par:.2f}x faster"}
-        for one in [min(timings["sequential-1"])]]
+    per_worker = []
+    if "sequential-1" in timings:
+        one = min(timings["sequential-1"])
+        per_worker.append({"benchmark": f"search: {n} trials one after another, 1 torch thread",
+                           "seconds": one, "ratio": one / seq,
+                           "note": f"what each worker gets; the cluster is {one / par:.2f}x faster"})
     return [
         {"benchmark": f"search: {n} trials one after another (baseline)", "seconds": seq, "ratio": 1.0,
          "note": f"{where}, `affectcache search --workers 0`, torch's default threads; "
                  f"{3600 * n / seq:.0f} trials/h; {n_videos} videos, {epochs} epochs, mean trial "
-                 f"{mean_trial:.1f} s; best of {max(repeat, 1)}"},
+                 f"{mean_trial:.1f} s; best of {repeat}"},
         {"benchmark": f"search: {n} trials on a {workers}-worker local cluster", "seconds": par,
          "ratio": par / seq,
          "note": f"{seq / par:.2f}x faster (target >= 1.5x); {3600 * n / par:.0f} trials/h; `--workers "

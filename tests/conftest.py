@@ -66,3 +66,15 @@ def asset_home() -> Path:
     from tests.asset_cache import ensure_test_assets
 
     return ensure_test_assets()
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One torch intra-op thread for the test (restored after): tiny models train several times faster
+    on one thread than with two fighting over a shared CPU."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

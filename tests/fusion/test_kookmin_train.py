@@ -28,20 +28,13 @@ from tests.fusion.helpers import ccc
 from tests.trainers.va_store import DURATION_S, FPS, labels_of, provenance
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 TINY: dict[str, Any] = {"hidden": 16, "heads": 2, "window": 100, "hop": 50, "epochs": 8,
                         "lr": 3e-3, "early_stop_patience": None, "bootstrap_resamples": 20}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny GRUs: one torch thread avoids oversubscription on shared CPUs (several times slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny GRUs: several times faster on one thread
 
 
 @pytest.fixture(scope="module")

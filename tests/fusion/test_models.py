@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -26,9 +25,6 @@ from affectcache.trainers.models.kookmin import (
 )
 from affectcache.trainers.models.raav import RAAVConfig, RAAVModel, raav_config, reliability_weights
 from tests.fusion.helpers import ccc, make_batch
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -332,17 +328,8 @@ def _planted_windows(kind: str, n: int, seed: int) -> tuple[FusionBatch, torch.T
     return batch, torch.stack([valence, arousal], -1)
 
 
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Tiny models train several times faster on one thread than with two fighting on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("kind", ["dcmmoe", "raav", "kookmin"])
-@pytest.mark.usefixtures("one_thread")
+@pytest.mark.usefixtures("one_torch_thread")
 def test_fusion_models_learn_a_planted_signal(kind: str) -> None:
     torch.manual_seed(0)
     model: DCMMOEModel | RAAVModel | KookminModel

@@ -71,14 +71,19 @@ class KookminTask(FusionWindowTask):
         returns the run.json record of the encoder and the prompts."""
         import torch
 
-        from affectcache.trainers.models.kookmin import encode_region_prompts, prompt_encoder_model
+        from affectcache.trainers.models.kookmin import (
+            KookminModel,
+            encode_region_prompts,
+            prompt_encoder_model,
+        )
 
+        if not isinstance(model, KookminModel):
+            raise TypeError(f"the kookmin task initialises a KookminModel, got {type(model).__name__}")
         cfg = self.config
         try:
             encoder, revision = prompt_encoder_model(self.image_provenance)
-            # The model's config: its image width is the store's (what a None text_dim follows).
-            vectors = encode_region_prompts(getattr(model, "config", cfg), self.image_provenance,
-                                            device=cfg.device)
+            # The built model's config: it carries the store's image width (what a None text_dim follows).
+            vectors = encode_region_prompts(model.config, self.image_provenance, device=cfg.device)
         except (OSError, ValueError) as exc:
             raise StoreError(f"kookmin: cannot encode the region prompts with the text tower of "
                              f"{cfg.input_names()[0]}'s CLIP model: {exc}") from exc
